@@ -1,0 +1,69 @@
+"""The one model factory: every variant, in training, export, evaluation and the ComfyUI nodes, is built here.
+
+``create_model(variant, cross_attention_dim)`` wraps the study's diffusers ``UNet2DConditionModel``
+(only cross-attention on the text embedding, three resolution levels). The wrapper adds no parameters:
+it maps the image to -1..1, runs the UNet at a fixed timestep (this is a one-shot image-to-image model,
+not a diffusion sampler), and predicts the *change* to the input, because the target equals the input
+everywhere outside the polygon.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .variants import Variant, get_variant
+
+
+def unet_config(variant: Variant, cross_attention_dim: int) -> dict:
+    """The study's UNet2DConditionModel arguments for ``variant``; JSON-serialisable."""
+    return dict(
+        in_channels=3,
+        out_channels=3,
+        cross_attention_dim=cross_attention_dim,
+        block_out_channels=tuple(variant.block_out_channels),
+        layers_per_block=variant.layers_per_block,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        mid_block_type="UNetMidBlock2DCrossAttn",
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        only_cross_attention=True,
+        attention_head_dim=variant.heads,
+        norm_num_groups=variant.norm_num_groups,
+    )
+
+
+class PolyColorNet(nn.Module):
+    """images01 [B,3,H,W] + text embeddings [B,L,D] -> coloured images [B,3,H,W] (≈0..1, unclamped)."""
+
+    def __init__(self, variant: Variant, cross_attention_dim: int):
+        super().__init__()
+        from diffusers import UNet2DConditionModel  # heavy import, deferred to model construction
+
+        self.variant = variant
+        self.cross_attention_dim = cross_attention_dim
+        self.unet = UNet2DConditionModel(**unet_config(variant, cross_attention_dim))
+        # The UNet halves H and W twice: sizes must be multiples of this.
+        self.size_multiple = 2 ** (len(variant.block_out_channels) - 1)
+
+    def forward(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+        x = images * 2.0 - 1.0  # [B,3,H,W] in -1..1
+        delta = self.unet(x, 0, encoder_hidden_states=text_emb, return_dict=False)[0]  # [B,3,H,W]
+        return (x + delta + 1.0) * 0.5  # residual: only the polygon has to change
+
+
+def create_model(variant: Variant | str, cross_attention_dim: int, device: str | torch.device | None = None) -> PolyColorNet:
+    """Build ``variant`` (a name like "m8" or a ``Variant``) for a text encoder of width ``cross_attention_dim``.
+
+    ``device="meta"`` builds the architecture without allocating weights (parameter counting).
+    """
+    if isinstance(variant, str):
+        variant = get_variant(variant)
+    if device is not None and str(device) == "meta":
+        with torch.device("meta"):
+            return PolyColorNet(variant, cross_attention_dim)
+    model = PolyColorNet(variant, cross_attention_dim)
+    return model.to(device) if device is not None else model
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

