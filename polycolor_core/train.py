@@ -211,10 +211,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         step += 1
         run_steps += 1
         seen += x.shape[0] * world
-        for k, v in {"loss": float(loss), **parts}.items():
+        for k, v in {"loss": loss.item(), **parts}.items():
             epoch_parts.setdefault(k, []).append(v)
         if bar is not None:
-            bar.update(step, loss=float(loss), rate=seen / (time.perf_counter() - t0))
+            bar.update(step, loss=loss.item(), rate=seen / (time.perf_counter() - t0))
 
         end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
         if end_of_epoch:

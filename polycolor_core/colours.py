@@ -1,0 +1,78 @@
+"""Colour names: the eight canonical colours of the original study, plus CSS names and ``#rrggbb``.
+
+``resolve_colour`` is the one place a colour name becomes an RGB triple; every loader, the generator and
+inference go through it so that "green" means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from PIL import ImageColor
+
+__all__ = ["CANONICAL_COLOURS", "UnknownColourError", "resolve_colour", "is_canonical", "known_colour_names"]
+
+# The exact RGB values found in the original dataset's targets. They win over CSS where the two disagree:
+# CSS "green" is (0,128,0) but the study's green is (0,255,0) (CSS "lime").
+CANONICAL_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+    "cyan": (0, 255, 255),
+    "magenta": (255, 0, 255),
+    "purple": (128, 0, 128),
+    "orange": (255, 165, 0),
+}
+
+_HEX = re.compile(r"^#([0-9a-f]{6})$")
+
+
+class UnknownColourError(ValueError):
+    """A colour name that is neither canonical, a CSS name, nor ``#rrggbb``."""
+
+
+def _normalise(name: str) -> str:
+    # "Light Blue", "light_blue" and "light-blue" all mean CSS "lightblue".
+    return re.sub(r"[\s_\-]+", "", name.strip().lower())
+
+
+def known_colour_names() -> list[str]:
+    """All accepted names (canonical first, then CSS), normalised (lower case, no spaces)."""
+    return list(CANONICAL_COLOURS) + sorted(n for n in ImageColor.colormap if n not in CANONICAL_COLOURS)
+
+
+def is_canonical(name: str) -> bool:
+    """True when ``name`` is one of the eight colours of the original dataset (case/space-insensitive)."""
+    return isinstance(name, str) and _normalise(name) in CANONICAL_COLOURS
+
+
+def resolve_colour(name: str) -> tuple[int, int, int]:
+    """RGB triple for a canonical name, a CSS colour name or ``#rrggbb`` (all case/space-insensitive)."""
+    if not isinstance(name, str):
+        raise UnknownColourError(f"colour must be a string such as 'red' or '#12ab34', got {name!r}")
+    key = _normalise(name)
+    if key in CANONICAL_COLOURS:
+        return CANONICAL_COLOURS[key]
+    match = _HEX.match(key)
+    if match:
+        h = match.group(1)
+        return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+    if key in ImageColor.colormap:
+        r, g, b = ImageColor.getrgb(key)[:3]
+        return (r, g, b)
+    raise UnknownColourError(_unknown_message(name, key))
+
+
+def _unknown_message(name: str, key: str) -> str:
+    if key.startswith("#"):
+        hint = "hex colours need exactly six hex digits, e.g. '#12ab34'"
+    else:
+        close = difflib.get_close_matches(key, known_colour_names(), n=3, cutoff=0.6)
+        hint = "did you mean " + " or ".join(repr(c) for c in close) + "?" if close else "no close name found"
+    return (
+        f"unknown colour {name!r}: {hint}. Accepted: the canonical names "
+        f"({', '.join(CANONICAL_COLOURS)}), any CSS colour name (e.g. 'teal', 'navy', 'hotpink') "
+        f"or a hex value '#rrggbb'."
+    )
