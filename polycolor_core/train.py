@@ -130,11 +130,21 @@ def evaluate(model, val: ValidationSet, emb: torch.Tensor, device, autocast) -> 
     }, pred
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after_steps: int | None = None) -> Path:
-    """Train ``cfg.variant`` into ``cfg.out`` (a run folder). Returns the checkpoint folder.
+@dataclass
+class TrainResult:
+    checkpoint: Path  # the run's checkpoint folder
+    model: torch.nn.Module  # the trained PolyColorNet (unwrapped from DDP)
+    step: int
+    finished: bool
 
+
+def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_steps: int | None = None,
+          on_step=None) -> TrainResult:
+    """Train ``cfg.variant`` into ``cfg.out`` (a run folder).
+
+    ``progress``: True for a rich bar, False for none, or a rich ``Progress`` to draw into.
     ``stop_after_steps`` ends the run early (as a kill would) after that many steps in this call: tests use it
-    to prove that ``resume`` reproduces the uninterrupted run.
+    to prove that ``resume`` reproduces the uninterrupted run. ``on_step(step, loss, parts)`` sees every step.
     """
     rank, world = setup_distributed()
     device = pick_device(cfg.device)
@@ -192,7 +202,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         if lpips_note:
             print(f"[polycolor] {variant.name}: {lpips_note}")
 
-    bar = _progress(progress and rank == 0, variant.name, total_steps, step)
+    bar = _progress(progress if rank == 0 else None, variant.name, total_steps, step)
     t0, seen, run_steps = time.perf_counter(), 0, 0
     epoch_parts: dict[str, list[float]] = {}
     while step < total_steps:
@@ -215,6 +225,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             epoch_parts.setdefault(k, []).append(v)
         if bar is not None:
             bar.update(step, loss=loss.item(), rate=seen / (time.perf_counter() - t0))
+        if on_step is not None:
+            on_step(step, loss.item(), parts)
 
         end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
         if end_of_epoch:
@@ -237,7 +249,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             break
     if bar is not None:
         bar.close()
-    return ckpt_dir
+    return TrainResult(ckpt_dir, core, step, step >= total_steps)
 
 
 def is_finished(run_dir: str | Path) -> bool:
@@ -248,25 +260,32 @@ def is_finished(run_dir: str | Path) -> bool:
         return False
 
 
+def make_progress():
+    """The rich progress layout used for training bars (also shared by ``polycolor reproduce``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+
+
 class _progress:
-    """A rich progress bar with loss and images/s (no-op object when disabled)."""
+    """A training bar with loss and images/s; draws into a shared rich ``Progress`` when one is given."""
 
-    def __new__(cls, enabled: bool, name: str, total: int, start: int):
-        if not enabled:
-            return None
-        return super().__new__(cls)
+    def __new__(cls, progress, name: str, total: int, start: int):
+        return super().__new__(cls) if progress else None
 
-    def __init__(self, enabled: bool, name: str, total: int, start: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def __init__(self, progress, name: str, total: int, start: int):
+        self.own = not hasattr(progress, "add_task")
+        self.p = make_progress() if self.own else progress
+        if self.own:
+            self.p.start()
+        self.task = self.p.add_task(f"train {name}", total=total, completed=start, info="")
 
-        self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} img/s"),
-                          TimeRemainingColumn(), transient=False)
-        self.p.start()
-        self.task = self.p.add_task(f"train {name}", total=total, completed=start, loss=float("nan"), rate=0.0)
-
-    def update(self, step: int, **fields) -> None:
-        self.p.update(self.task, completed=step, **fields)
+    def update(self, step: int, loss: float, rate: float) -> None:
+        self.p.update(self.task, completed=step, info=f"loss {loss:.4f}  {rate:.1f} img/s")
 
     def close(self) -> None:
-        self.p.stop()
+        if self.own:
+            self.p.stop()
+        else:
+            self.p.remove_task(self.task)

@@ -1,0 +1,232 @@
+"""The ``polycolor`` command line. It only parses arguments and renders results; the work is in the core,
+``export`` and ``eval``, and ``reproduce``.
+
+    polycolor reproduce                      # the main job: train all eight (CPU profile), rank them, report
+    polycolor train m8 --profile cpu --out runs/m8
+    polycolor data make data/train --n 500 --family canonical+pose
+    polycolor export runs/m8 --out exports/m8
+    polycolor infer exports/m8 --data ../shared/data/ayna/validation --out out/
+    polycolor-eval --models m1..m8           # the leaderboard (separate command)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=110)
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {msg}", highlight=False)
+    sys.exit(code)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="polycolor")
+def main() -> None:
+    """polycolor: fill a polygon outline with a named colour.
+
+    Start with `polycolor reproduce` (trains the study's eight models on built-in data on this machine's CPU,
+    ranks them and writes a report), or `polycolor train --help`.
+    """
+
+
+# --- data --------------------------------------------------------------------------------------------------
+
+
+@main.group(context_settings=CONTEXT)
+def data() -> None:
+    """Make datasets in the original study's folder layout (inputs/, outputs/, data.json)."""
+
+
+@data.command("make", context_settings=CONTEXT)
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--n", "n", default=56, show_default=True, help="Number of pairs to write.")
+@click.option("--family", default="canonical", show_default=True,
+              help="Generator families joined by '+': canonical, pose, shapes, dark.")
+@click.option("--seed", default=0, show_default=True, help="Generator seed (the same seed gives the same images).")
+@click.option("--size", default=128, show_default=True, help="Image size in pixels (the original is 128).")
+@click.option("--colours", default=None, help="Comma-separated colour names or #rrggbb (default: the 8 canonical).")
+def data_make(out: Path, n: int, family: str, seed: int, size: int, colours: str | None) -> None:
+    """Write N generated pairs to OUT in the original layout, with a progress bar.
+
+    Example: polycolor data make data/dark --n 200 --family dark --seed 7
+    """
+    from .polycolor_core.data import write_split
+    from .polycolor_core.synthetic import SyntheticDataset
+
+    try:
+        ds = SyntheticDataset(families=family.split("+"), n=n, seed=seed, size=size,
+                              colours=colours.split(",") if colours else None)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    path = write_split(ds, out, progress=True)
+    click.echo(f"wrote {n} pairs to {path}")
+
+
+# --- train -------------------------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("variant")
+@click.option("--profile", default="cpu", show_default=True, help="Settings bundle: report (the study's, GPU), cpu, tiny.")
+@click.option("--data", "data_spec", default=None,
+              help="Training data: synthetic:FAM+FAM, folder:PATH (original layout), hf:ID_OR_PATH, or a path.")
+@click.option("--text-encoder", default=None, help="minilm-l6 (offline default), clip-vit-b32[:DIR], test-tiny-random.")
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Run folder [default: runs/VARIANT].")
+@click.option("--resume", is_flag=True, help="Continue a killed run from its last checkpoint, exactly.")
+@click.option("--epochs", type=int, default=None, help="Override the variant's epoch count.")
+@click.option("--samples-per-epoch", type=int, default=None, help="Generated pairs per epoch.")
+@click.option("--image-size", type=int, default=None, help="Working resolution of the model.")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--lr", type=float, default=None, help="Peak learning rate (AdamW).")
+@click.option("--seed", type=int, default=None)
+@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (fast on CPUs with avx512_bf16/AMX, and GPUs).")
+@click.option("--drop-lpips", is_flag=True, help="Train without the LPIPS term (recorded in the checkpoint and reports).")
+@click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ...")
+def train(variant, profile, data_spec, text_encoder, out, resume, epochs, samples_per_epoch, image_size, batch_size,
+          lr, seed, bf16, drop_lpips, device) -> None:
+    """Train VARIANT (m1..m8) with the study's loss, optimiser and schedule.
+
+    Writes RUN/checkpoint (safetensors + config.json), RUN/metrics.jsonl and RUN/samples/epoch_NNN.png.
+    Multi-GPU / multi-node: `torchrun --nproc_per_node 4 -m polycolor.cli train m8 ...`.
+
+    Example: polycolor train m8 --profile cpu --out runs/m8
+    """
+    from .polycolor_core.losses import LpipsUnavailable
+    from .polycolor_core.text import TextEncoderUnavailable
+    from .polycolor_core.train import config_from_profile, train as run_train
+    from .polycolor_core.variants import get_variant
+
+    try:
+        name = get_variant(variant).name
+        cfg = config_from_profile(
+            name, profile, out=out or f"runs/{name}", data=data_spec, text_encoder=text_encoder, epochs=epochs,
+            samples_per_epoch=samples_per_epoch, image_size=image_size, batch_size=batch_size, lr=lr, seed=seed,
+            bf16=bf16, device=device, lpips="drop" if drop_lpips else None,
+        )
+        ckpt = run_train(cfg, resume=resume).checkpoint
+    except (LpipsUnavailable, TextEncoderUnavailable, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc), 2)
+    click.echo(f"checkpoint: {ckpt}")
+
+
+@main.command("variants", context_settings=CONTEXT)
+def variants_cmd() -> None:
+    """List the eight variants (widths, depth, heads, loss terms, epochs)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .polycolor_core.variants import VARIANTS
+
+    t = Table(title="polycolor variants")
+    for c in ("name", "block_out_channels", "layers", "heads", "loss terms", "epochs", "note"):
+        t.add_column(c)
+    for v in VARIANTS.values():
+        t.add_row(v.name, str(v.block_out_channels), str(v.layers_per_block), str(v.heads),
+                  " + ".join(v.loss.active()), str(v.epochs), v.description)
+    Console().print(t)
+
+
+# --- export / infer ----------------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Export folder.")
+@click.option("--fp16", is_flag=True, help="fp16 weights (for GPU inference).")
+@click.option("--text-encoder/--no-text-encoder", "with_text_encoder", default=True,
+              help="Also export the text encoder (else only the precomputed colour table).")
+@click.option("--colours", default="", help="Extra colour names for the precomputed table (comma-separated).")
+def export(model: Path, out: Path, fp16: bool, with_text_encoder: bool, colours: str) -> None:
+    """Export MODEL (a run or checkpoint folder) to ONNX with a manifest and a colour-embedding table.
+
+    Every export is checked (onnx checker + onnxruntime vs PyTorch parity) and fails with the numbers if not.
+
+    Example: polycolor export runs/m8 --out exports/m8
+    """
+    from .export.onnx_export import export_model
+
+    extra = [c.strip() for c in colours.split(",") if c.strip()]
+    try:
+        path = export_model(model, out, fp16=fp16, with_text_encoder=with_text_encoder, extra_colours=extra)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    click.echo(f"exported to {path}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A folder of images, a CSV with image,colour columns, or a data.json in the original layout.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--colour", default=None, help="Colour for every image (needed for a plain folder of images).")
+@click.option("--backend", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+def infer(model: Path, data_path: Path, out: Path, colour, backend, device, batch_size) -> None:
+    """Colour every image in --data with MODEL (a run, checkpoint or ONNX export folder).
+
+    Outputs keep the data.json `output_image` names; bad items are skipped and listed in OUT/report.json.
+
+    Example: polycolor infer runs/m8 --data ../shared/data/ayna/validation --out colored/
+    """
+    from .export.infer import colorize_dataset
+
+    try:
+        report = colorize_dataset(model, data_path, out, colour=colour, backend=backend, device=device,
+                                  batch_size=batch_size, progress=True)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    click.echo(f"wrote {len(report['written'])} images to {out}; skipped {len(report['skipped'])}")
+    for item in report["skipped"]:
+        click.echo(f"  skipped {item['item']}: {item['reason']}")
+    sys.exit(1 if report["skipped"] else 0)
+
+
+# --- reproduce ---------------------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--profile", default="cpu", show_default=True, help="cpu (~15 min on 2 cores), report (GPU), tiny.")
+@click.option("--out", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder [default: reproduce-PROFILE].")
+@click.option("--models", default="m1..m8", show_default=True, help="Which variants: m1..m8, m2,m4,m8 ...")
+@click.option("--list-profiles", is_flag=True, help="Describe the profiles and exit.")
+def reproduce(profile: str, out: Path | None, models: str, list_profiles: bool) -> None:
+    """Train every variant without a finished checkpoint (resuming unfinished ones), rank them on held-out
+    shapes and write OUT/report.md with plots and sample grids. Rerun to continue after an interruption.
+
+    Example: polycolor reproduce --profile cpu
+    """
+    from .polycolor_core.profiles import PROFILES
+
+    if list_profiles:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title="polycolor reproduce profiles")
+        for c in ("profile", "description", "settings"):
+            t.add_column(c)
+        for p in PROFILES.values():
+            t.add_row(p.name, p.description, ", ".join(f"{k}={v}" for k, v in p.train.items()))
+        Console().print(t)
+        return
+    from .eval.selection import parse_models
+    from .reproduce import run_reproduce
+
+    try:
+        names = [str(m) for m in parse_models(models)]
+        result = run_reproduce(profile=profile, out=out or Path(f"reproduce-{profile}"), models=names)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    sys.exit(0 if result.complete else 1)
+
+
+if __name__ == "__main__":
+    main()

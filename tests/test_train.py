@@ -1,0 +1,207 @@
+"""Training: schedule, clipping, convergence, bit-exact checkpoints, exact resume, clear checkpoint errors, DDP."""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from polycolor.polycolor_core import checkpoint as ck
+from polycolor.polycolor_core.model import create_model
+from polycolor.polycolor_core.text import TinyRandomTextEncoder
+from polycolor.polycolor_core.train import config_from_profile, is_finished, train, warmup_cosine
+from polycolor.polycolor_core.variants import VARIANTS, get_variant
+
+
+def tiny_cfg(tmp_path, variant="m1", **kw):
+    kw.setdefault("epochs", 2)
+    kw.setdefault("samples_per_epoch", 16)
+    return config_from_profile(variant, "tiny", out=str(tmp_path / variant), **kw)
+
+
+# --- schedule ------------------------------------------------------------------------------------------------
+
+def test_warmup_cosine_values():
+    total = 100  # warm-up = 10 steps
+    assert warmup_cosine(0, total) == pytest.approx(0.1)
+    assert warmup_cosine(4, total) == pytest.approx(0.5)
+    assert warmup_cosine(9, total) == pytest.approx(1.0)
+    assert warmup_cosine(10, total) == pytest.approx(1.0)
+    assert warmup_cosine(55, total) == pytest.approx(0.5)  # half-way through the cosine
+    assert warmup_cosine(100, total) == pytest.approx(0.0, abs=1e-12)
+    assert warmup_cosine(100, total, min_ratio=0.1) == pytest.approx(0.1)
+    values = [warmup_cosine(s, total) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))  # monotone decay after warm-up
+
+
+def test_scheduler_drives_the_optimizer(tmp_path):
+    lrs = []
+    cfg = tiny_cfg(tmp_path, epochs=1, samples_per_epoch=40)  # 10 steps, warm-up 1 step
+    train(cfg, progress=False, on_step=lambda s, l, p: None)
+    rows = [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine reached ~0 at the last step
+
+
+# --- clipping ------------------------------------------------------------------------------------------------
+
+def test_gradient_clipping_is_applied(tmp_path, monkeypatch):
+    calls = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *a, **k):
+        params = list(params)
+        norm = real(params, max_norm, *a, **k)
+        after = torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+        calls.append((max_norm, float(norm), float(after)))
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    cfg = tiny_cfg(tmp_path, epochs=1, samples_per_epoch=12, lr=1.0)  # a huge lr makes big gradients likely
+    train(cfg, progress=False)
+    assert len(calls) == 3 and all(c[0] == 1.0 for c in calls)
+    for max_norm, before, after in calls:
+        assert after <= max_norm * (1 + 1e-4) or before <= max_norm
+
+
+# --- convergence ---------------------------------------------------------------------------------------------
+
+def test_tiny_variant_loss_falls(tmp_path):
+    losses = []
+    cfg = tiny_cfg(tmp_path, epochs=1, samples_per_epoch=4 * 40, augment=False)
+    train(cfg, progress=False, on_step=lambda s, l, p: losses.append(l))
+    assert len(losses) == 40
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.6 * first, (first, last)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------
+
+def make_ckpt(path, variant="m1", step=3):
+    torch.manual_seed(0)
+    model = create_model(get_variant(variant).tiny(), 32)
+    meta = ck.build_meta(model, TinyRandomTextEncoder().spec, 32, step=step, finished=True)
+    ck.save_checkpoint(path, model, meta)
+    return model
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_checkpoint_round_trip_is_bit_exact(tmp_path, variant):
+    model = make_ckpt(tmp_path / "ck", variant)
+    loaded = ck.load_checkpoint(tmp_path / "ck")
+    a, b = model.unet.state_dict(), loaded.model.unet.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert loaded.meta["variant"]["name"] == f"{variant}-tiny"
+    assert loaded.meta["text_encoder"]["name"] == "test-tiny-random"
+    assert loaded.meta["package_version"] and loaded.meta["step"] == 3
+    x, e = torch.rand(1, 3, 32, 32), torch.randn(1, 8, 32)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x, e), loaded.model(x, e))
+
+
+def test_checkpoint_files_are_safetensors_and_json(tmp_path):
+    make_ckpt(tmp_path / "ck")
+    files = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert files == ["config.json", "model.safetensors"]
+    json.loads((tmp_path / "ck" / "config.json").read_text())
+
+
+def test_missing_checkpoint_error(tmp_path):
+    with pytest.raises(ck.CheckpointError, match="does not exist"):
+        ck.load_checkpoint(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ck.CheckpointError, match="no config.json"):
+        ck.load_checkpoint(tmp_path / "empty")
+
+
+def test_corrupt_weights_error(tmp_path):
+    make_ckpt(tmp_path / "ck")
+    (tmp_path / "ck" / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ck.CheckpointError, match="corrupt"):
+        ck.load_checkpoint(tmp_path / "ck")
+
+
+def test_corrupt_config_error(tmp_path):
+    make_ckpt(tmp_path / "ck")
+    (tmp_path / "ck" / "config.json").write_text("{not json")
+    with pytest.raises(ck.CheckpointError, match="not valid JSON"):
+        ck.load_checkpoint(tmp_path / "ck")
+
+
+def test_mismatched_checkpoint_error(tmp_path):
+    make_ckpt(tmp_path / "a", "m1")
+    make_ckpt(tmp_path / "b", "m5")
+    # weights of m5 with the config of m1: the names/shapes must be checked, not silently loaded
+    (tmp_path / "a" / "model.safetensors").write_bytes((tmp_path / "b" / "model.safetensors").read_bytes())
+    with pytest.raises(ck.CheckpointError, match="does not match the model") as e:
+        ck.load_checkpoint(tmp_path / "a")
+    assert "m1-tiny" in str(e.value)
+
+
+# --- resume --------------------------------------------------------------------------------------------------
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    full, resumed = {}, {}
+    cfg_a = tiny_cfg(tmp_path / "a", epochs=3, samples_per_epoch=16)  # 4 steps per epoch, 12 steps
+    train(cfg_a, progress=False, on_step=lambda s, l, p: full.__setitem__(s, l))
+
+    cfg_b = tiny_cfg(tmp_path / "b", epochs=3, samples_per_epoch=16)
+    # "kill" the run after 6 steps: the last checkpoint is the end of epoch 1 (step 4)
+    r = train(cfg_b, progress=False, stop_after_steps=6)
+    assert r.step == 6 and not r.finished and not is_finished(cfg_b.out)
+    assert json.loads((Path(cfg_b.out) / "checkpoint" / "config.json").read_text())["step"] == 4
+    r = train(cfg_b, resume=True, progress=False, on_step=lambda s, l, p: resumed.__setitem__(s, l))
+    assert min(resumed) == 5  # continued after the checkpoint's step
+    assert resumed[5] == pytest.approx(full[5], rel=1e-6, abs=1e-7)
+    assert resumed[12] == pytest.approx(full[12], rel=1e-5, abs=1e-6)
+    assert r.finished and is_finished(cfg_b.out)
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    cfg = tiny_cfg(tmp_path, epochs=1, samples_per_epoch=4)
+    train(cfg, progress=False)
+    other = config_from_profile("m1", "tiny", out=cfg.out, data="synthetic:dark", epochs=1, samples_per_epoch=4)
+    with pytest.raises(ValueError, match="different --out"):
+        train(other, resume=True, progress=False)
+
+
+# --- data-parallel -------------------------------------------------------------------------------------------
+
+DDP_SCRIPT = """
+import hashlib, sys, torch
+from polycolor.polycolor_core.train import config_from_profile, train
+cfg = config_from_profile("m1", "tiny", out=sys.argv[1], epochs=1, samples_per_epoch=16, augment=False)
+r = train(cfg, progress=False)
+rank = torch.distributed.get_rank()
+h = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in r.model.parameters())).hexdigest()
+open(f"{sys.argv[1]}/digest_{rank}.txt", "w").write(f"{h} {r.step}")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_on_cpu_keep_the_same_weights(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "run"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), str(script), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    d0 = (out / "digest_0.txt").read_text().split()
+    d1 = (out / "digest_1.txt").read_text().split()
+    assert d0 == d1  # same weights on both ranks after all-reduced updates
+    assert d0[1] == "2"  # 16 samples / (batch 4 x 2 ranks) = 2 steps
+    meta = json.loads((out / "checkpoint" / "config.json").read_text())
+    assert meta["world_size"] == 2
