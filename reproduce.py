@@ -14,6 +14,7 @@ Interrupting and rerunning continues where it stopped without redoing finished m
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,7 @@ def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
             continue
         meta = json.loads(ck.read_text())
         if meta.get("lpips_dropped"):
-            notes.append(f"{name}: LPIPS term dropped — {meta.get('lpips_note', '')}")
+            notes.append(f"{name}: {meta.get('lpips_note') or 'LPIPS term dropped'}")
         enc = meta["text_encoder"]["name"]
         if enc != "clip-vit-b32":
             notes.append(f"{name}: text encoder {enc} ({meta['text_encoder']['dim']}-d) instead of CLIP ViT-B/32 "
@@ -135,10 +136,10 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
                   eval_n: int | None = None, eval_size: int = 128) -> ReproduceResult:
     from rich.console import Console
 
-    from .eval.leaderboard import run_leaderboard
-    from .eval.report import write_outputs
+    from .eval.cli import render_terminal
+    from .eval.leaderboard import run_leaderboard, write_outputs
 
-    console = Console()
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     t0 = time.perf_counter()
     models = [get_variant(m).name for m in (models or [f"m{i}" for i in range(1, 9)])]
     prof = get_profile(profile)
@@ -150,16 +151,15 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
     if skipped:
         console.print(f"already finished (kept): {', '.join(skipped)}")
 
-    board = run_leaderboard(models, runs_dir=runs, n=eval_n or prof.eval_n, size=eval_size, by_family=True)
-    write_outputs(board, out)
-    from .eval.cli import render_leaderboard
-
-    render_leaderboard(board, console)
+    console.print("scoring on held-out shapes ...")
+    board = run_leaderboard(models, runs_dir=runs, n=eval_n or prof.eval_n, size=eval_size, threads=1)
+    written = write_outputs(board, out_dir=out, by_family=True)
+    render_terminal(board, console, by_family=True, written=written)
     curves = plot_loss_curves(runs, models, out / "loss_curves.png")
     notes = deviations(runs, models, profile)
     report = write_report(out, profile, models, board, curves, notes, runs, train_seconds,
                           time.perf_counter() - t0)
-    complete = all(is_finished(runs / m) for m in models) and not board.missing
+    complete = all(is_finished(runs / m) for m in models) and board.ok
     console.print(f"report: {report}  ({time.perf_counter() - t0:.0f} s)")
     return ReproduceResult(out, trained, skipped, complete, report, time.perf_counter() - t0)
 
@@ -167,7 +167,7 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
 def write_report(out: Path, profile: str, models: list[str], board, curves: Path | None, notes: list[str],
                  runs: Path, train_seconds: dict[str, float], seconds: float) -> Path:
     from . import __version__
-    from .eval.report import family_markdown, leaderboard_markdown
+    from .eval.report import family_markdown_table, markdown_table
 
     prof = get_profile(profile)
     lines = [
@@ -188,18 +188,18 @@ def write_report(out: Path, profile: str, models: list[str], board, curves: Path
         "",
         *([f"- {n}" for n in notes] or ["- none"]),
         "",
-        "## Leaderboard (held-out shapes, scored at 128 px)",
+        f"## Leaderboard (held-out shapes, scored at {board.data.size} px)",
         "",
-        board.description if hasattr(board, "description") else "",
+        f"Data: {board.data.description}. Sorted by in-polygon CIEDE2000 (lower is better).",
         "",
-        leaderboard_markdown(board),
+        markdown_table(board),
         "",
         "The `flood-fill (reference)` row is a classical algorithm (flood fill from the border, paint the rest "
         "with the named colour): it shows the ceiling on these clean images.",
         "",
         "## Per-family breakdown",
         "",
-        family_markdown(board),
+        family_markdown_table(board),
         "",
         "## Pictures",
         "",
@@ -229,7 +229,7 @@ def write_report(out: Path, profile: str, models: list[str], board, curves: Path
     report = out / "report.md"
     report.write_text("\n".join(lines))
     summary = {"profile": profile, "models": models, "seconds": seconds, "train_seconds": train_seconds,
-               "deviations": notes, "leaderboard": board.to_dict() if hasattr(board, "to_dict") else None,
+               "deviations": notes, "leaderboard": board.to_dict(),
                "training": {m: read_metrics(runs / m) for m in models}}
     (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
     return report

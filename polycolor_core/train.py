@@ -130,6 +130,23 @@ def evaluate(model, val: ValidationSet, emb: torch.Tensor, device, autocast) -> 
     }, pred
 
 
+def settings_for_resume(cfg: TrainConfig, ckpt_dir: Path, announce: bool = True) -> TrainConfig:
+    """A resumed run continues with the settings it was started with (saved in its checkpoint), so the
+    schedule and data order match the uninterrupted run. A different variant or data is a different run."""
+    from .checkpoint import read_meta
+
+    saved = TrainConfig(**read_meta(ckpt_dir)["train_config"])
+    if saved.variant != cfg.variant or saved.data != cfg.data:
+        raise ValueError(f"--resume: {ckpt_dir} is a run of {saved.variant} on {saved.data!r}, not {cfg.variant} "
+                         f"on {cfg.data!r}; use a different --out for this run")
+    keep = {"out": cfg.out, "device": cfg.device}
+    changed = [f.name for f in dataclasses.fields(cfg)
+               if f.name not in keep and getattr(cfg, f.name) != getattr(saved, f.name)]
+    if changed and announce:
+        print(f"[polycolor] resuming {ckpt_dir} with its saved settings (ignoring new {', '.join(changed)})")
+    return dataclasses.replace(saved, **keep)
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path  # the run's checkpoint folder
@@ -147,9 +164,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     to prove that ``resume`` reproduces the uninterrupted run. ``on_step(step, loss, parts)`` sees every step.
     """
     rank, world = setup_distributed()
-    device = pick_device(cfg.device)
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoint"
+    resuming = resume and (ckpt_dir / "config.json").exists()
+    if resuming:
+        cfg = settings_for_resume(cfg, ckpt_dir, announce=rank == 0)
+    device = pick_device(cfg.device)
     variant = get_variant(cfg.variant).tiny() if cfg.tiny_model else get_variant(cfg.variant)
     torch.manual_seed(cfg.seed)
 
@@ -176,11 +196,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
         optimizer, lambda s: warmup_cosine(s, total_steps, cfg.warmup_frac, cfg.min_lr_ratio)
     )
     step = 0
-    if resume and (ckpt_dir / "config.json").exists():
+    if resuming:
         loaded = load_checkpoint(ckpt_dir)
-        if loaded.meta["variant"]["name"] != variant.name or loaded.meta["train_config"]["data"] != cfg.data:
-            raise ValueError(f"--resume: {ckpt_dir} was trained as {loaded.meta['variant']['name']} on "
-                             f"{loaded.meta['train_config']['data']!r}; use a different --out for this run")
         model.unet.load_state_dict(loaded.model.unet.state_dict())
         state = load_training_state(ckpt_dir)
         if state is not None:

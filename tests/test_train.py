@@ -170,6 +170,16 @@ def test_resume_refuses_a_different_run(tmp_path):
         train(other, resume=True, progress=False)
 
 
+def test_resume_keeps_the_runs_saved_schedule(tmp_path):
+    cfg = tiny_cfg(tmp_path, epochs=2, samples_per_epoch=8)
+    train(cfg, progress=False, stop_after_steps=2)  # epoch 1 of 2 done
+    changed = tiny_cfg(tmp_path, epochs=5, samples_per_epoch=8, lr=0.5)  # new CLI values are not applied
+    r = train(changed, resume=True, progress=False)
+    assert r.finished and r.step == 4
+    meta = json.loads((Path(cfg.out) / "checkpoint" / "config.json").read_text())
+    assert meta["train_config"]["epochs"] == 2 and meta["train_config"]["lr"] == cfg.lr
+
+
 # --- data-parallel -------------------------------------------------------------------------------------------
 
 DDP_SCRIPT = """

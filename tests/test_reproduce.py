@@ -1,0 +1,86 @@
+"""`polycolor reproduce` end to end with the tiny profile, including continuing after an interruption."""
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from polycolor.cli import main
+from polycolor.polycolor_core.train import is_finished
+
+
+def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
+    import polycolor.reproduce as rep
+
+    out = tmp_path / "rep"
+    r = rep.run_reproduce("tiny", out, ["m1", "m4"], eval_n=8, eval_size=64)
+    assert r.complete and r.trained == ["m1", "m4"]
+    for f in ("report.md", "report.json", "leaderboard.json", "leaderboard.csv", "leaderboard.md",
+              "contact_sheet.png", "loss_curves.png"):
+        assert (out / f).is_file(), f
+    md = (out / "report.md").read_text()
+    assert "## Leaderboard" in md and "| m1 |" in md and "| m4 |" in md
+    assert "flood-fill (reference)" in md  # the classical reference row
+    assert "## Per-family breakdown" in md and "| dark |" in md
+    assert "Deviations from the study" in md and "test-tiny-random" in md  # deviations stated plainly
+    assert "LPIPS term dropped" in md  # m4 has an LPIPS term; the tiny profile drops it, and says so
+    assert "runs/m1/samples/epoch_001.png" in md
+    report = json.loads((out / "report.json").read_text())
+    assert report["models"] == ["m1", "m4"] and {row["name"] for row in report["leaderboard"]["rows"]} >= {"m1", "m4"}
+
+    # a rerun keeps finished models and does not retrain them
+    mtime = (out / "runs" / "m1" / "checkpoint" / "model.safetensors").stat().st_mtime_ns
+    r2 = rep.run_reproduce("tiny", out, ["m1", "m4"], eval_n=8, eval_size=64)
+    assert r2.trained == [] and r2.skipped == ["m1", "m4"]
+    assert (out / "runs" / "m1" / "checkpoint" / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_reproduce_resumes_an_unfinished_model(tmp_path, monkeypatch):
+    import dataclasses
+
+    import polycolor.reproduce as rep
+    from polycolor.polycolor_core import profiles
+    from polycolor.polycolor_core.train import config_from_profile, train
+
+    tiny = profiles.PROFILES["tiny"]
+    monkeypatch.setitem(profiles.PROFILES, "tiny", dataclasses.replace(tiny, train={**tiny.train, "epochs": 2}))
+    out = tmp_path / "rep"
+    cfg = config_from_profile("m2", "tiny", out=str(out / "runs" / "m2"))
+    train(cfg, progress=False, stop_after_steps=3)  # killed during epoch 2 (2 steps per epoch)
+    assert not is_finished(out / "runs" / "m2")
+    r = rep.run_reproduce("tiny", out, ["m2"], eval_n=4, eval_size=32)
+    assert r.trained == ["m2"] and is_finished(out / "runs" / "m2")
+    rows = [json.loads(x) for x in (out / "runs" / "m2" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]  # continued with epoch 2, not restarted from 0
+
+
+def test_list_profiles_and_bad_models():
+    runner = CliRunner()
+    res = runner.invoke(main, ["reproduce", "--list-profiles"])
+    assert res.exit_code == 0 and "cpu" in res.output and "report" in res.output and "tiny" in res.output
+    res = runner.invoke(main, ["reproduce", "--models", "m3..m1"])
+    assert res.exit_code == 2
+
+
+def test_data_make_writes_the_original_layout(tmp_path):
+    res = CliRunner().invoke(main, ["data", "make", str(tmp_path / "d"), "--n", "6", "--family", "canonical+dark",
+                                    "--size", "64"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "d" / "data.json").read_text())
+    assert len(rows) == 6 and set(rows[0]) == {"input_polygon", "colour", "output_image"}
+    assert all((tmp_path / "d" / "outputs" / r["output_image"]).is_file() for r in rows)
+    res = CliRunner().invoke(main, ["data", "make", str(tmp_path / "e"), "--family", "plaid"])
+    assert res.exit_code == 2 and "canonical" in res.output
+
+
+def test_train_cli_errors_are_clear(tmp_path):
+    res = CliRunner().invoke(main, ["train", "m9", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "m1, m2" in res.output
+    res = CliRunner().invoke(main, ["train", "m1", "--profile", "fast", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "choose one of report, cpu, tiny" in res.output
+
+
+def test_train_cli_tiny(tmp_path):
+    res = CliRunner().invoke(main, ["train", "m3", "--profile", "tiny", "--out", str(tmp_path / "m3")])
+    assert res.exit_code == 0, res.output
+    assert is_finished(tmp_path / "m3") and (tmp_path / "m3" / "samples" / "epoch_001.png").is_file()
