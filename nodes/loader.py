@@ -1,0 +1,332 @@
+"""``Polycolor Model Loader``: pick a checkpoint or an ONNX export from ComfyUI's ``models/polycolor/``.
+
+What the dropdown lists (paths relative to any ``polycolor`` model folder, searched recursively):
+
+* ``<name>/config.json`` for every **checkpoint** folder, i.e. a folder holding ``config.json`` *and*
+  ``model.safetensors`` (what ``polycolor train`` writes to ``runs/<name>/checkpoint/``; copying a whole run
+  folder gives ``<run>/checkpoint/config.json``);
+* ``<name>/manifest.json`` for every **ONNX export** folder (what ``polycolor export`` writes).
+
+Half-written folders of an interrupted save (``*.tmp``/``*.old``) are skipped. The ``polycolor`` folder is
+registered with ComfyUI's ``folder_paths`` by *merging*: paths from ``extra_model_paths.yaml`` (applied
+before custom nodes load) are kept and ``<models_dir>/polycolor`` is appended. Without ComfyUI (plain Python,
+the unit tests) the folders in ``$POLYCOLOR_MODELS_DIR`` (``os.pathsep``-separated) are listed instead, and an
+absolute path to a model folder / ``config.json`` / ``manifest.json`` is always accepted.
+
+Loaded models are cached per process (key: resolved folder, backend, device; reloaded when the model's files
+change on disk), so a workflow that runs many times, or several workflows using the same model, load it once.
+No torch at import time: every heavy import is inside a function.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+log = logging.getLogger("polycolor")
+
+MODEL_FOLDER = "polycolor"  # ComfyUI model folder name: models/polycolor/
+MODEL_EXTENSIONS = {".json", ".safetensors", ".onnx"}
+ENV_MODELS_DIR = "POLYCOLOR_MODELS_DIR"
+CHECKPOINT_CONFIG = "config.json"
+CHECKPOINT_WEIGHTS = "model.safetensors"
+ONNX_MANIFEST = "manifest.json"
+BACKENDS = ("auto", "onnx", "torch")
+DEVICES = ("auto", "cpu", "cuda")
+CACHE_SIZE = 4  # models kept loaded at once (least recently used is dropped first)
+
+ONNXRUNTIME_HINT = (
+    "the ONNX backend needs ONNX Runtime, which polycolor's requirements.txt deliberately does not install "
+    "(it would clash with an existing onnxruntime-gpu). Install exactly one of: `pip install onnxruntime` "
+    "(CPU) or `pip install onnxruntime-gpu` (CUDA) into ComfyUI's Python, then restart ComfyUI; "
+    "or choose backend 'torch' with a checkpoint folder"
+)
+
+
+class PolycolorModelError(ValueError):
+    """A model name that does not resolve, or a folder that cannot be loaded with the chosen backend."""
+
+
+# --------------------------------------------------------------------------------------- ComfyUI folders
+
+
+def _folder_paths():
+    """ComfyUI's ``folder_paths`` module when running inside ComfyUI, else None."""
+    try:
+        import folder_paths  # ComfyUI's top-level module; absent in plain Python
+    except ImportError:
+        return None
+    return folder_paths if hasattr(folder_paths, "folder_names_and_paths") else None
+
+
+def register_model_folder() -> bool:
+    """Make ``models/polycolor`` a ComfyUI model folder without dropping paths added before us.
+
+    Idempotent. Returns False outside ComfyUI.
+    """
+    fp = _folder_paths()
+    if fp is None:
+        return False
+    default = os.path.join(fp.models_dir, MODEL_FOLDER)
+    existing = fp.folder_names_and_paths.get(MODEL_FOLDER)
+    if existing is None:
+        fp.folder_names_and_paths[MODEL_FOLDER] = ([default], set(MODEL_EXTENSIONS))
+        return True
+    paths, exts = existing
+    paths = list(paths)
+    if default not in paths:
+        paths.append(default)
+    fp.folder_names_and_paths[MODEL_FOLDER] = (paths, set(exts) | MODEL_EXTENSIONS)
+    return True
+
+
+def _env_roots() -> list[Path]:
+    raw = os.environ.get(ENV_MODELS_DIR, "")
+    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def _skipped(rel: str) -> bool:
+    parts = rel.replace("\\", "/").split("/")
+    return any(p.endswith((".tmp", ".old")) or p.startswith(".") for p in parts[:-1])
+
+
+def _model_kind(file: Path) -> str | None:
+    """"checkpoint", "onnx" or None for a listed file."""
+    if file.name == ONNX_MANIFEST and file.is_file():
+        return "onnx"
+    if file.name == CHECKPOINT_CONFIG and file.is_file() and (file.parent / CHECKPOINT_WEIGHTS).is_file():
+        return "checkpoint"
+    return None
+
+
+def _scan(root: Path) -> list[str]:
+    out = []
+    if not root.is_dir():
+        return out
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not d.endswith((".tmp", ".old")))
+        for name in filenames:
+            if name in (CHECKPOINT_CONFIG, ONNX_MANIFEST):
+                f = Path(dirpath) / name
+                if _model_kind(f):
+                    out.append(f.relative_to(root).as_posix())
+    return out
+
+
+def list_models() -> list[str]:
+    """Names for the loader's dropdown (relative paths; see the module docstring)."""
+    fp = _folder_paths()
+    names: set[str] = set()
+    if fp is not None:
+        register_model_folder()
+        for rel in fp.get_filename_list(MODEL_FOLDER):
+            base = os.path.basename(rel)
+            if base not in (CHECKPOINT_CONFIG, ONNX_MANIFEST) or _skipped(rel):
+                continue
+            full = fp.get_full_path(MODEL_FOLDER, rel)
+            if full and _model_kind(Path(full)):
+                names.add(rel)
+    else:
+        for root in _env_roots():
+            names.update(_scan(root))
+    return sorted(names)
+
+
+def resolve_model_file(name: str) -> Path:
+    """The ``config.json`` / ``manifest.json`` a dropdown name (or an absolute path) refers to."""
+    if not isinstance(name, str) or not name.strip():
+        raise PolycolorModelError("no model selected: put a checkpoint or ONNX export into models/polycolor/ "
+                                  "and pick it in Polycolor Model Loader")
+    name = name.strip()
+    candidates: list[Path] = []
+    p = Path(name).expanduser()
+    if p.is_absolute():
+        candidates.append(p)
+    else:
+        fp = _folder_paths()
+        if fp is not None:
+            register_model_folder()
+            full = fp.get_full_path(MODEL_FOLDER, name)
+            if full:
+                candidates.append(Path(full))
+            roots = [Path(r) for r in fp.get_folder_paths(MODEL_FOLDER)]
+        else:
+            roots = _env_roots()
+        candidates.extend(r / name for r in roots)
+    for c in candidates:
+        if c.is_dir():  # a folder: checkpoint, run folder, or export
+            for inner in (c / ONNX_MANIFEST, c / CHECKPOINT_CONFIG, c / "checkpoint" / CHECKPOINT_CONFIG):
+                if _model_kind(inner):
+                    return inner
+        elif c.is_file():
+            if c.name == CHECKPOINT_WEIGHTS and (c.parent / CHECKPOINT_CONFIG).is_file():
+                return c.parent / CHECKPOINT_CONFIG
+            if _model_kind(c):
+                return c
+            raise PolycolorModelError(
+                f"{c} is not a polycolor model: pick a checkpoint's {CHECKPOINT_CONFIG} (next to "
+                f"{CHECKPOINT_WEIGHTS}) or an ONNX export's {ONNX_MANIFEST}")
+    available = ", ".join(list_models()) or (
+        "(none: copy a checkpoint folder with config.json + model.safetensors, or an ONNX export folder with "
+        "manifest.json)")
+    raise PolycolorModelError(f"polycolor model {name!r} not found. Available in models/{MODEL_FOLDER}/: {available}")
+
+
+def _stamp(file: Path) -> tuple:
+    """Changes when the model on disk changes (retrained / re-exported)."""
+    out = []
+    for f in sorted(file.parent.iterdir()):
+        if f.is_file():
+            st = f.stat()
+            out.append((f.name, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------- devices / loading
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ComfyUI's torch device when running inside ComfyUI, else cuda if available, else cpu."""
+    device = (device or "auto").strip().lower()
+    if device not in DEVICES:
+        raise PolycolorModelError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    import torch
+
+    if device == "auto":
+        try:
+            import comfy.model_management as mm
+
+            return str(mm.get_torch_device())
+        except Exception:  # not inside ComfyUI (ImportError), or ComfyUI could not pick a device
+            return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PolycolorModelError("device 'cuda' was chosen but torch sees no CUDA GPU; choose 'cpu' or 'auto'")
+    return device
+
+
+def _export_colorizer():
+    """``polycolor.export.colorizer.Colorizer`` (torch + ONNX backends), or None in a build without it."""
+    try:
+        from ..export.colorizer import Colorizer
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").endswith("export.colorizer"):
+            return None
+        raise
+    return Colorizer
+
+
+def _build(folder: Path, kind: str, backend: str, device: str):
+    if (backend == "onnx" or (kind == "onnx" and backend == "auto")) and importlib.util.find_spec("onnxruntime") is None:
+        extra = (" (backend 'torch' also works on an ONNX export while the checkpoint it was exported from "
+                 "still exists)") if kind == "onnx" else ""
+        raise PolycolorModelError(f"cannot load {folder} with backend {backend!r}: {ONNXRUNTIME_HINT}{extra}")
+    try:
+        exported = _export_colorizer()
+    except ImportError as exc:
+        if kind == "checkpoint" and backend in ("auto", "torch"):
+            log.warning("polycolor: export backend unavailable (%s); loading %s with PyTorch", exc, folder)
+            exported = None
+        else:
+            raise PolycolorModelError(f"cannot load {folder} with backend {backend!r}: {exc}") from exc
+    if exported is not None:
+        # ONNX Runtime knows "cpu"/"cuda"; torch takes any device string ComfyUI gives ("cuda:1", "mps", ...)
+        dev = device
+        if backend == "onnx" or (kind == "onnx" and backend == "auto"):
+            dev = "cuda" if device.startswith("cuda") else "cpu"
+        return exported.from_pretrained(str(folder), backend=backend, device=dev)
+    if kind == "onnx" or backend == "onnx":
+        raise PolycolorModelError(
+            f"cannot load {folder} with backend {backend!r}: this polycolor install has no ONNX support "
+            "(polycolor.export is missing); use a checkpoint folder with backend 'torch'")
+    from ..polycolor_core.inference import Colorizer
+
+    return Colorizer.from_checkpoint(folder, device=device)
+
+
+_CACHE: "OrderedDict[tuple, tuple[tuple, object]]" = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()
+
+
+def load_model(name: str, backend: str = "auto", device: str = "auto"):
+    """A ``Colorizer`` for a dropdown name / path; cached per (folder, backend, device)."""
+    backend = (backend or "auto").strip().lower()
+    if backend not in BACKENDS:
+        raise PolycolorModelError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    file = resolve_model_file(name)
+    kind = _model_kind(file)
+    assert kind is not None
+    folder = file.parent.resolve()
+    dev = resolve_device(device)
+    key = (str(folder), backend, dev)
+    stamp = _stamp(file)
+    with _LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] == stamp:
+            _CACHE.move_to_end(key)
+            return hit[1]
+        colorizer = _build(folder, kind, backend, dev)
+        _CACHE[key] = (stamp, colorizer)
+        _CACHE.move_to_end(key)
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    log.info("polycolor: loaded %s (%s, backend %s, device %s)", folder, kind, backend, dev)
+    return colorizer
+
+
+# --------------------------------------------------------------------------------------- the node
+
+
+class PolycolorModelLoader:
+    """ComfyUI node: model name + backend + device -> ``POLYCOLOR_MODEL`` (a polycolor ``Colorizer``)."""
+
+    CATEGORY = "polycolor"
+    FUNCTION = "load"
+    RETURN_TYPES = ("POLYCOLOR_MODEL",)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The loaded polycolor model; connect it to Polygon Colorize.",)
+    DESCRIPTION = (
+        "Loads a polycolor model from ComfyUI's models/polycolor/ folder: a checkpoint folder (config.json + "
+        "model.safetensors, listed by its config.json) or an ONNX export (listed by its manifest.json). "
+        "The model is loaded once and reused by later runs."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (list_models(), {
+                    "tooltip": "The model under models/polycolor/: <folder>/config.json is a PyTorch checkpoint "
+                               "(config.json + model.safetensors), <folder>/manifest.json an ONNX export.",
+                }),
+                "backend": (list(BACKENDS), {
+                    "default": "auto",
+                    "tooltip": "auto: ONNX Runtime for an ONNX export when onnxruntime is installed, PyTorch "
+                               "otherwise. onnx / torch force one (onnx needs `pip install onnxruntime` or "
+                               "onnxruntime-gpu).",
+                }),
+                "device": (list(DEVICES), {
+                    "default": "auto",
+                    "tooltip": "auto uses ComfyUI's device (the GPU unless ComfyUI runs with --cpu); cpu / cuda "
+                               "force one.",
+                }),
+            }
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, model_name, backend="auto", device="auto"):
+        try:
+            return repr(_stamp(resolve_model_file(model_name))) + f"|{backend}|{device}"
+        except (OSError, ValueError):
+            return float("nan")  # never equal: ComfyUI re-runs the node and it reports the error
+
+    def load(self, model_name: str, backend: str = "auto", device: str = "auto"):
+        return (load_model(model_name, backend, device),)
