@@ -142,20 +142,26 @@ def variants_cmd() -> None:
 @click.option("--fp16", is_flag=True, help="fp16 weights (for GPU inference).")
 @click.option("--text-encoder/--no-text-encoder", "with_text_encoder", default=True,
               help="Also export the text encoder (else only the precomputed colour table).")
-@click.option("--colours", default="", help="Extra colour names for the precomputed table (comma-separated).")
-def export(model: Path, out: Path, fp16: bool, with_text_encoder: bool, colours: str) -> None:
+@click.option("--colour-table", "colours", default="",
+              help="Extra colour names (CSS or #rrggbb) for the precomputed table, comma-separated; the 8 canonical are always in.")
+@click.option("--no-check", is_flag=True, help="Skip the onnxruntime-vs-PyTorch parity check (not recommended).")
+def export(model: Path, out: Path, fp16: bool, with_text_encoder: bool, colours: str, no_check: bool) -> None:
     """Export MODEL (a run or checkpoint folder) to ONNX with a manifest and a colour-embedding table.
 
     Every export is checked (onnx checker + onnxruntime vs PyTorch parity) and fails with the numbers if not.
 
     Example: polycolor export runs/m8 --out exports/m8
     """
-    from .export.onnx_export import export_model
+    from .export.onnx_export import ExportParityError, export_model
+    from .polycolor_core.text import TextEncoderUnavailable
 
     extra = [c.strip() for c in colours.split(",") if c.strip()]
     try:
-        path = export_model(model, out, fp16=fp16, with_text_encoder=with_text_encoder, extra_colours=extra)
-    except ValueError as exc:
+        path = export_model(model, out, fp16=fp16, with_text_encoder=with_text_encoder, colour_table=extra,
+                            check=not no_check)
+    except ExportParityError as exc:
+        _fail(f"export failed its parity check: {exc}", 1)
+    except (ValueError, FileExistsError, TextEncoderUnavailable) as exc:
         _fail(str(exc), 2)
     click.echo(f"exported to {path}")
 
@@ -165,7 +171,8 @@ def export(model: Path, out: Path, fp16: bool, with_text_encoder: bool, colours:
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="A folder of images, a CSV with image,colour columns, or a data.json in the original layout.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--colour", default=None, help="Colour for every image (needed for a plain folder of images).")
+@click.option("--colour", default=None,
+              help="Colour for every image (needed for a plain folder of images); 'red,blue' colours each image twice.")
 @click.option("--backend", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
@@ -181,11 +188,12 @@ def infer(model: Path, data_path: Path, out: Path, colour, backend, device, batc
     try:
         report = colorize_dataset(model, data_path, out, colour=colour, backend=backend, device=device,
                                   batch_size=batch_size, progress=True)
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc), 2)
-    click.echo(f"wrote {len(report['written'])} images to {out}; skipped {len(report['skipped'])}")
+    click.echo(f"wrote {len(report['written'])} images to {out} ({report.get('backend', '')}); "
+               f"skipped {len(report['skipped'])}; details in {out / 'report.json'}")
     for item in report["skipped"]:
-        click.echo(f"  skipped {item['item']}: {item['reason']}")
+        click.echo(f"  skipped {item['input']} ({item.get('colour')}): {item['reason']}")
     sys.exit(1 if report["skipped"] else 0)
 
 
