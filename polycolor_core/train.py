@@ -191,6 +191,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
 
     # --- model, optimizer, schedule ---
     model = create_model(variant, encoder.spec.dim).to(device)
+    # channels_last lets oneDNN/cuDNN pick their fast bf16 convolution kernels (~1.6x on this CPU)
+    memory_format = torch.channels_last if cfg.bf16 else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total_steps, cfg.warmup_frac, cfg.min_lr_ratio)
@@ -224,7 +227,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     epoch_parts: dict[str, list[float]] = {}
     while step < total_steps:
         inputs, targets, colours = batches.batch(step)  # uint8 [B,H,W,3] x2, list[str]
-        x = images_to_tensor(inputs).to(device)  # [B,3,H,W] float 0..1
+        x = images_to_tensor(inputs).to(device).contiguous(memory_format=memory_format)  # [B,3,H,W] 0..1
         y = images_to_tensor(targets).to(device)
         emb = encoder(colours).to(device)  # [B,L,D], from the cache after the first sight of a colour
         with autocast():
