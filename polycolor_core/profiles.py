@@ -33,9 +33,9 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         "cpu",
-        "all eight on 2 CPU cores in ~15 min: 32 px, bf16 autocast, batch 8, lr 1e-3, 160 generated pairs per epoch "
+        "all eight on 2 CPU cores in ~15 min: 32 px, bf16 autocast, batch 8, lr 1e-3, 240 generated pairs per epoch "
         "(the study's 5/10/15 epochs), data mix of all families, LPIPS if available",
-        dict(image_size=32, batch_size=8, lr=1e-3, epoch_scale=1.0, samples_per_epoch=160, bf16=True,
+        dict(image_size=32, batch_size=8, lr=1e-3, epoch_scale=1.0, samples_per_epoch=240, bf16=True,
              lpips="auto", data=DATA_MIX, text_encoder="minilm-l6"),
         eval_n=96,
     ),
