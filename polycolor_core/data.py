@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .imageio import pil_to_rgb
 from .colours import UnknownColourError, resolve_colour
 
 __all__ = ["Sample", "DataError", "HFSamples", "load_folder", "load_hf", "load_data", "write_split", "SPEC_HELP"]
@@ -60,10 +61,8 @@ class DataError(ValueError):
 
 
 def _pil_to_rgb(im: Image.Image) -> np.ndarray:
-    # Transparent pixels go on white (the original background) rather than whatever RGB hides under alpha 0.
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im.convert("RGBA"))
-    return np.array(im.convert("RGB"), dtype=np.uint8)
+    # the one RGB conversion (transparent pixels on white, the original background) shared with inference
+    return pil_to_rgb(im)[0]
 
 
 def _read_image(path: Path, where: str) -> np.ndarray:

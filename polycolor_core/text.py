@@ -210,6 +210,3 @@ class CachedTextEncoder:
             emb = self.encoder.encode(missing).cpu()
             self.cache.update(zip(missing, emb))
         return torch.stack([self.cache[k] for k in keys])
-
-    def table(self, prompts: list[str]) -> torch.Tensor:
-        return self(prompts)
