@@ -3,8 +3,10 @@
 ``create_model(variant, cross_attention_dim)`` wraps the study's diffusers ``UNet2DConditionModel``
 (only cross-attention on the text embedding, three resolution levels). The wrapper adds no parameters:
 it maps the image to -1..1, runs the UNet at a fixed timestep (this is a one-shot image-to-image model,
-not a diffusion sampler), and predicts the *change* to the input, because the target equals the input
-everywhere outside the polygon.
+not a diffusion sampler) and maps its output back to 0..1. The UNet predicts the output image directly: a
+residual form (input + predicted change) looked natural, since only the polygon changes, but measured worse
+(m8, 165 steps at 64 px on canonical shapes: in-polygon CIEDE2000 5.9 / mask IoU 0.86 residual vs 1.9 / 0.94
+direct).
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ class PolyColorNet(nn.Module):
 
     def forward(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         x = images * 2.0 - 1.0  # [B,3,H,W] in -1..1
-        delta = self.unet(x, 0, encoder_hidden_states=text_emb, return_dict=False)[0]  # [B,3,H,W]
-        return (x + delta + 1.0) * 0.5  # residual: only the polygon has to change
+        y = self.unet(x, 0, encoder_hidden_states=text_emb, return_dict=False)[0]  # [B,3,H,W] in ≈-1..1
+        return (y + 1.0) * 0.5
 
 
 def create_model(variant: Variant | str, cross_attention_dim: int, device: str | torch.device | None = None) -> PolyColorNet:
