@@ -83,14 +83,17 @@ def data_make(out: Path, n: int, family: str, seed: int, size: int, colours: str
 @click.option("--epochs", type=int, default=None, help="Override the variant's epoch count.")
 @click.option("--samples-per-epoch", type=int, default=None, help="Generated pairs per epoch.")
 @click.option("--image-size", type=int, default=None, help="Working resolution of the model.")
+@click.option("--size-schedule", default=None, metavar="SIZE:SHARE,...",
+              help="Progressive resizing: train these shares of the steps at smaller sizes first, e.g. 32:0.6,64:0.25 "
+                   "(the rest at --image-size). Use '' to turn off the profile's schedule.")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None, help="Peak learning rate (AdamW).")
 @click.option("--seed", type=int, default=None)
 @click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (fast on CPUs with avx512_bf16/AMX, and GPUs).")
 @click.option("--drop-lpips", is_flag=True, help="Train without the LPIPS term (recorded in the checkpoint and reports).")
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ...")
-def train(variant, profile, data_spec, text_encoder, out, resume, epochs, samples_per_epoch, image_size, batch_size,
-          lr, seed, bf16, drop_lpips, device) -> None:
+def train(variant, profile, data_spec, text_encoder, out, resume, epochs, samples_per_epoch, image_size, size_schedule,
+          batch_size, lr, seed, bf16, drop_lpips, device) -> None:
     """Train VARIANT (m1..m8) with the study's loss, optimiser and schedule.
 
     Writes RUN/checkpoint (safetensors + config.json), RUN/metrics.jsonl and RUN/samples/epoch_NNN.png.
@@ -100,14 +103,16 @@ def train(variant, profile, data_spec, text_encoder, out, resume, epochs, sample
     """
     from .polycolor_core.losses import LpipsUnavailable
     from .polycolor_core.text import TextEncoderUnavailable
-    from .polycolor_core.train import config_from_profile, train as run_train
+    from .polycolor_core.train import config_from_profile, parse_size_schedule, train as run_train
     from .polycolor_core.variants import get_variant
 
     try:
         name = get_variant(variant).name
+        schedule = None if size_schedule is None else parse_size_schedule(size_schedule)
         cfg = config_from_profile(
             name, profile, out=out or f"runs/{name}", data=data_spec, text_encoder=text_encoder, epochs=epochs,
-            samples_per_epoch=samples_per_epoch, image_size=image_size, batch_size=batch_size, lr=lr, seed=seed,
+            samples_per_epoch=samples_per_epoch, image_size=image_size, size_schedule=schedule,
+            batch_size=batch_size, lr=lr, seed=seed,
             bf16=bf16, device=device, lpips="drop" if drop_lpips else None,
         )
         ckpt = run_train(cfg, resume=resume).checkpoint

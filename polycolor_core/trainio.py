@@ -76,11 +76,12 @@ class TrainBatches:
         perm = np.random.default_rng([self.seed, epoch]).permutation(n)
         return self.samples[perm[offset % n]]
 
-    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def batch(self, step: int, size: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The batch for ``step``, resized to ``size`` (default: the size given at construction)."""
         inputs, targets, colours = [], [], []
         for i in range(self.batch_size):
             s = self._sample(step, i)
-            x, y = resize_pair(s, self.size)
+            x, y = resize_pair(s, size or self.size)
             if self.augment is not None:
                 x, y = self.augment(x, y, np.random.default_rng([self.seed, step, self.rank, i]))
             inputs.append(x)

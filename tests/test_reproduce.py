@@ -78,6 +78,9 @@ def test_train_cli_errors_are_clear(tmp_path):
     assert res.exit_code == 2 and "m1, m2" in res.output
     res = CliRunner().invoke(main, ["train", "m1", "--profile", "fast", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "choose one of report, cpu, tiny" in res.output
+    res = CliRunner().invoke(main, ["train", "m1", "--profile", "tiny", "--size-schedule", "30:0.5",
+                                    "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "multiples of 4" in res.output and not (tmp_path / "x").exists()
 
 
 def test_train_cli_tiny(tmp_path):

@@ -14,7 +14,8 @@ import torch
 from polycolor.polycolor_core import checkpoint as ck
 from polycolor.polycolor_core.model import create_model
 from polycolor.polycolor_core.text import TinyRandomTextEncoder
-from polycolor.polycolor_core.train import config_from_profile, is_finished, train, warmup_cosine
+from polycolor.polycolor_core.train import (config_from_profile, is_finished, lr_multiplier, parse_size_schedule,
+                                            stage_bounds, train, warmup_cosine)
 from polycolor.polycolor_core.variants import VARIANTS, get_variant
 
 
@@ -45,6 +46,41 @@ def test_scheduler_drives_the_optimizer(tmp_path):
     train(cfg, progress=False, on_step=lambda s, l, p: None)
     rows = [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine reached ~0 at the last step
+
+
+def test_progressive_resizing_stages_and_restarted_schedule(tmp_path):
+    cfg = tiny_cfg(tmp_path, size_schedule=((16, 0.5), (24, 0.25)))  # image_size 32
+    assert stage_bounds(cfg, 40) == [(16, 0, 20), (24, 20, 30), (32, 30, 40)]
+    assert lr_multiplier(0, 40, cfg) == pytest.approx(warmup_cosine(0, 20))
+    assert lr_multiplier(19, 40, cfg) == pytest.approx(warmup_cosine(19, 20))  # stage 1 decays to ~0 ...
+    assert lr_multiplier(20, 40, cfg) == pytest.approx(0.5 * warmup_cosine(0, 10))  # ... and stage 2 restarts at half
+    assert lr_multiplier(35, 40, cfg) == pytest.approx(0.5 * warmup_cosine(5, 10))
+    plain = tiny_cfg(tmp_path)  # no schedule: exactly the one warm-up/cosine
+    assert stage_bounds(plain, 40) == [(32, 0, 40)]
+    assert [lr_multiplier(s, 40, plain) for s in range(41)] == [warmup_cosine(s, 40) for s in range(41)]
+
+
+def test_parse_size_schedule():
+    assert parse_size_schedule("32:0.6,64:0.25") == ((32, 0.6), (64, 0.25))
+    assert parse_size_schedule("") == ()
+    for bad in ("32", "a:b", "30:0.5", "32:0.7,64:0.4", "32:1.5"):
+        with pytest.raises(ValueError, match="--size-schedule"):
+            parse_size_schedule(bad)
+
+
+def test_progressive_training_changes_size_and_resumes_exactly(tmp_path):
+    full, resumed = {}, {}
+    kw = dict(epochs=2, samples_per_epoch=16, size_schedule=((16, 0.5),))  # 4 steps at 16 px, then 4 at 32 px
+    cfg_a = tiny_cfg(tmp_path / "a", **kw)
+    train(cfg_a, progress=False, on_step=lambda s, l, p: full.__setitem__(s, l))
+    rows = [json.loads(x) for x in (Path(cfg_a.out) / "metrics.jsonl").read_text().splitlines()]
+    assert [r["image_size"] for r in rows] == [16, 32]
+    assert ck.load_checkpoint(cfg_a.out).image_size == 32  # the checkpoint works at the final size
+    cfg_b = tiny_cfg(tmp_path / "b", **kw)
+    train(cfg_b, progress=False, stop_after_steps=5)  # killed in the 32 px stage; checkpoint at step 4
+    train(cfg_b, resume=True, progress=False, on_step=lambda s, l, p: resumed.__setitem__(s, l))
+    assert min(resumed) == 5
+    assert resumed[8] == pytest.approx(full[8], rel=1e-5, abs=1e-6)
 
 
 # --- clipping ------------------------------------------------------------------------------------------------
