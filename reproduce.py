@@ -101,6 +101,10 @@ def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
     if t.get("image_size", 128) != 128:
         notes.append(f"Models work at {t['image_size']} px (the study: 128 px); the leaderboard scores at 128 px "
                      "by resizing inputs down and predictions back up.")
+    if t.get("size_schedule"):
+        stages = ", ".join(f"{share:.0%} at {size} px" for size, share in t["size_schedule"])
+        notes.append(f"Progressive resizing: {stages}, the rest at {t['image_size']} px (the study: every step at "
+                     "128 px), each stage with its own warm-up/cosine.")
     if t.get("lr", 1e-4) != 1e-4:
         notes.append(f"Peak learning rate {t['lr']:g} (the study: 1e-4), to converge within the CPU budget.")
     if t.get("bf16"):
