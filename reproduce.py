@@ -107,6 +107,8 @@ def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
                      "128 px), each stage with its own warm-up/cosine.")
     if t.get("lr", 1e-4) != 1e-4:
         notes.append(f"Peak learning rate {t['lr']:g} (the study: 1e-4), to converge within the CPU budget.")
+    if t.get("batch_size", 16) != 16:
+        notes.append(f"Batch size {t['batch_size']} (the `report` profile: 16): more optimiser steps in the CPU budget.")
     if t.get("bf16"):
         notes.append("bf16 autocast in training (the study: fp32).")
     for name in models:
