@@ -245,6 +245,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     val_emb = encoder(validation(cfg.image_size).colours)
 
     # --- model, optimizer, schedule ---
+    # Re-seed right before the weights are drawn: building LPIPS (or not, offline) consumes the global RNG, and
+    # the initial weights must not depend on whether its backbone happened to load.
+    torch.manual_seed(cfg.seed)
     model = create_model(variant, encoder.spec.dim).to(device)
     # channels_last lets oneDNN/cuDNN pick their fast bf16 convolution kernels (~1.6x on this CPU)
     memory_format = torch.channels_last if cfg.bf16 else torch.contiguous_format

@@ -83,6 +83,25 @@ def test_progressive_training_changes_size_and_resumes_exactly(tmp_path):
     assert resumed[8] == pytest.approx(full[8], rel=1e-5, abs=1e-6)
 
 
+def test_initial_weights_do_not_depend_on_lpips_loading(tmp_path, monkeypatch):
+    """Building LPIPS (or failing to, offline) draws from the global RNG; the model's initial weights must not."""
+    import polycolor.polycolor_core.train as T
+
+    first = {}
+    train(tiny_cfg(tmp_path / "a", epochs=1, samples_per_epoch=4), progress=False,
+          on_step=lambda s, l, p: first.setdefault("a", l))
+    real = T.resolve_lpips
+
+    def rng_hungry(cfg, weights):
+        torch.randn(10_000)  # what constructing a network does to the global generator
+        return real(cfg, weights)
+
+    monkeypatch.setattr(T, "resolve_lpips", rng_hungry)
+    train(tiny_cfg(tmp_path / "b", epochs=1, samples_per_epoch=4), progress=False,
+          on_step=lambda s, l, p: first.setdefault("b", l))
+    assert first["a"] == first["b"]
+
+
 # --- clipping ------------------------------------------------------------------------------------------------
 
 def test_gradient_clipping_is_applied(tmp_path, monkeypatch):
