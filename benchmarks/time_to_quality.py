@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polycolor.eval.metrics import score_pair
+from polycolor.eval.metrics import score_batch
 from polycolor.polycolor_core.colours import resolve_colour
 from polycolor.polycolor_core.inference import Colorizer
 from polycolor.polycolor_core.synthetic import SyntheticDataset
@@ -40,8 +40,9 @@ def score(run_dir: Path, family: str, n: int, size: int = 128) -> dict:
     ds = SyntheticDataset(families=(family,), n=n, seed=EVAL_SEED, size=size)
     samples = list(ds)
     preds = colorizer([s.input for s in samples], [s.colour for s in samples])
-    rows = [score_pair(s.input, p, s.target, resolve_colour(s.colour)) for s, p in zip(samples, preds)]
-    return {k: float(np.mean([r[k] for r in rows])) for k in ("de_polygon", "iou")}
+    scores = score_batch(np.stack([s.input for s in samples]), np.stack(preds),
+                         np.stack([s.target for s in samples]), [resolve_colour(s.colour) for s in samples])
+    return {k: float(scores[k].mean()) for k in ("de_polygon", "iou")}
 
 
 def main() -> None:

@@ -95,11 +95,16 @@ def stage_bounds(cfg: TrainConfig, total_steps: int) -> list[tuple[int, int, int
     """The run's resolution stages as ``[(size, first_step, end_step), ...]``, the last one at ``image_size``."""
     bounds, start = [], 0
     for size, share in cfg.size_schedule:
-        end = min(total_steps - 1, start + int(round(total_steps * float(share))))
+        end = min(total_steps - 1, start + int(round(total_steps * share)))
         if end > start:
-            bounds.append((int(size), start, end))
+            bounds.append((size, start, end))
             start = end
     return bounds + [(cfg.image_size, start, total_steps)]
+
+
+def stage_index(stages: list[tuple[int, int, int]], step: int) -> int:
+    """Which of ``stage_bounds``' stages holds ``step`` (steps past the end belong to the last one)."""
+    return next(i for i, (_, _, end) in enumerate(stages) if step < end or i == len(stages) - 1)
 
 
 def parse_size_schedule(text: str) -> tuple[tuple[int, float], ...]:
@@ -114,14 +119,13 @@ def parse_size_schedule(text: str) -> tuple[tuple[int, float], ...]:
     return pairs
 
 
-def lr_multiplier(step: int, total_steps: int, cfg: TrainConfig) -> float:
+def lr_multiplier(step: int, total_steps: int, cfg: TrainConfig, stages=None) -> float:
     """The LR schedule: warm-up/cosine over each resolution stage (one stage, the usual case: the whole run)."""
-    stages = stage_bounds(cfg, total_steps)
-    for i, (_, start, end) in enumerate(stages):
-        if step < end or i == len(stages) - 1:
-            scale = 1.0 if i == 0 else cfg.later_stage_lr_scale
-            return scale * warmup_cosine(step - start, end - start, cfg.warmup_frac, cfg.min_lr_ratio)
-    raise AssertionError("unreachable")
+    stages = stages or stage_bounds(cfg, total_steps)
+    i = stage_index(stages, step)
+    _, start, end = stages[i]
+    scale = 1.0 if i == 0 else cfg.later_stage_lr_scale
+    return scale * warmup_cosine(step - start, end - start, cfg.warmup_frac, cfg.min_lr_ratio)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -232,7 +236,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     stages = stage_bounds(cfg, total_steps)
 
     def size_at(step: int) -> int:  # progressive resizing: the size of the stage that holds `step`
-        return next(size for size, _, end in stages if step < end or end == total_steps)
+        return stages[stage_index(stages, step)][0]
 
     val_sets: dict[int, ValidationSet] = {}  # validation at the size being trained, built on first use
 
@@ -254,7 +258,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_multiplier(s, total_steps, cfg)
+        optimizer, lambda s: lr_multiplier(s, total_steps, cfg, stages)
     )
     step = 0
     if resuming:
