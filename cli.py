@@ -86,6 +86,9 @@ def data_make(out: Path, n: int, family: str, seed: int, size: int, colours: str
 @click.option("--size-schedule", default=None, metavar="SIZE:SHARE,...",
               help="Progressive resizing: train these shares of the steps at smaller sizes first, e.g. 32:0.6,64:0.25 "
                    "(the rest at --image-size). Use '' to turn off the profile's schedule.")
+@click.option("--ssim-warmup", type=float, default=None, metavar="SHARE",
+              help="Ramp the SSIM loss weight in from 0 over this share of the steps (cpu profile: 0.5; 0 = the study's "
+                   "constant weight).")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None, help="Peak learning rate (AdamW).")
 @click.option("--seed", type=int, default=None)
@@ -93,7 +96,7 @@ def data_make(out: Path, n: int, family: str, seed: int, size: int, colours: str
 @click.option("--drop-lpips", is_flag=True, help="Train without the LPIPS term (recorded in the checkpoint and reports).")
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ...")
 def train(variant, profile, data_spec, text_encoder, out, resume, epochs, samples_per_epoch, image_size, size_schedule,
-          batch_size, lr, seed, bf16, drop_lpips, device) -> None:
+          ssim_warmup, batch_size, lr, seed, bf16, drop_lpips, device) -> None:
     """Train VARIANT (m1..m8) with the study's loss, optimiser and schedule.
 
     Writes RUN/checkpoint (safetensors + config.json), RUN/metrics.jsonl and RUN/samples/epoch_NNN.png.
@@ -112,7 +115,7 @@ def train(variant, profile, data_spec, text_encoder, out, resume, epochs, sample
         cfg = config_from_profile(
             name, profile, out=out or f"runs/{name}", data=data_spec, text_encoder=text_encoder, epochs=epochs,
             samples_per_epoch=samples_per_epoch, image_size=image_size, size_schedule=schedule,
-            batch_size=batch_size, lr=lr, seed=seed,
+            ssim_warmup_frac=ssim_warmup, batch_size=batch_size, lr=lr, seed=seed,
             bf16=bf16, device=device, lpips="drop" if drop_lpips else None,
         )
         ckpt = run_train(cfg, resume=resume).checkpoint
@@ -210,8 +213,10 @@ def infer(model: Path, data_path: Path, out: Path, colour, backend, device, batc
 @click.option("--out", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder [default: reproduce-PROFILE].")
 @click.option("--models", default="m1..m8", show_default=True, help="Which variants: m1..m8, m2,m4,m8 ...")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Models trained at once, each in its own process [default: one per CPU core on CPU, 1 on a GPU].")
 @click.option("--list-profiles", is_flag=True, help="Describe the profiles and exit.")
-def reproduce(profile: str, out: Path | None, models: str, list_profiles: bool) -> None:
+def reproduce(profile: str, out: Path | None, models: str, jobs: int | None, list_profiles: bool) -> None:
     """Train every variant without a finished checkpoint (resuming unfinished ones), rank them on held-out
     shapes and write OUT/report.md with plots and sample grids. Rerun to continue after an interruption.
 
@@ -227,7 +232,9 @@ def reproduce(profile: str, out: Path | None, models: str, list_profiles: bool) 
         for c in ("profile", "description", "settings"):
             t.add_column(c)
         for p in PROFILES.values():
-            t.add_row(p.name, p.description, ", ".join(f"{k}={v}" for k, v in p.train.items()))
+            own = "".join(f"\n{name} only: " + ", ".join(f"{k}={v}" for k, v in extra.items())
+                          for name, extra in p.variants.items())
+            t.add_row(p.name, p.description, ", ".join(f"{k}={v}" for k, v in p.train.items()) + own)
         Console().print(t)
         return
     from .eval.selection import parse_models
@@ -235,7 +242,7 @@ def reproduce(profile: str, out: Path | None, models: str, list_profiles: bool) 
 
     try:
         names = [str(m) for m in parse_models(models)]
-        result = run_reproduce(profile=profile, out=out or Path(f"reproduce-{profile}"), models=names)
+        result = run_reproduce(profile=profile, out=out or Path(f"reproduce-{profile}"), models=names, jobs=jobs)
     except ValueError as exc:
         _fail(str(exc), 2)
     sys.exit(0 if result.complete else 1)

@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=112, help="final (working) size; scored at 128")
     ap.add_argument("--size-schedule", default="32:0.8,64:0.12", help="progressive resizing ('' = off)")
     ap.add_argument("--later-stage-lr-scale", type=float, default=0.5)
+    ap.add_argument("--ssim-warmup", type=float, default=0.0,
+                    help="share of the steps over which SSIM ramps in (the recorded results use 0: constant SSIM)")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seeds", default="0", help="comma list of training seeds: one run per budget and seed")
@@ -73,7 +75,7 @@ def main() -> None:
                                   data=args.data, seed=seed,
                                   samples_per_epoch=spe, epochs=args.epochs, image_size=args.image_size,
                                   size_schedule=schedule, batch_size=args.batch_size, lr=args.lr,
-                                  later_stage_lr_scale=args.later_stage_lr_scale)
+                                  later_stage_lr_scale=args.later_stage_lr_scale, ssim_warmup_frac=args.ssim_warmup)
         t0 = time.perf_counter()
         result = train(cfg, progress=True)
         minutes = (time.perf_counter() - t0) / 60
@@ -81,7 +83,7 @@ def main() -> None:
         met = q["de_polygon"] <= TARGET_DE and q["iou"] >= TARGET_IOU
         rows.append({"samples_per_epoch": spe, "seed": seed, "steps": result.step, "train_minutes": minutes, **q, "met": met,
                      "config": {k: getattr(cfg, k) for k in ("image_size", "size_schedule", "batch_size", "lr",
-                                                             "later_stage_lr_scale", "bf16", "data", "text_encoder",
+                                                             "later_stage_lr_scale", "ssim_warmup_frac", "bf16", "data", "text_encoder",
                                                              "epochs")}})
 
     print(f"\n{args.variant} on {args.data}, scored on {args.eval_n} held-out '{args.family}' samples at 128 px "
