@@ -13,6 +13,7 @@ Interrupting and rerunning continues where it stopped without redoing finished m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -208,7 +209,8 @@ def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
         meta = json.loads(ck.read_text()) if ck.exists() else {}
         # a model's own saved settings win; the profile's are the fallback for a model with no checkpoint yet
         t = meta.get("train_config") or profile_train_settings(prof, name)
-        notes += [f"{name}: {n}" for n in _setting_notes(t)]
+        weights = meta.get("loss_weights") or dataclasses.asdict(get_variant(name).loss)
+        notes += [f"{name}: {n}" for n in _setting_notes(t, has_ssim=weights.get("ssim", 0) > 0)]
         if meta.get("lpips_dropped"):
             notes.append(f"{name}: {meta.get('lpips_note') or 'LPIPS term dropped'}")
         enc = meta.get("text_encoder", {}).get("name")
@@ -218,7 +220,7 @@ def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
     return _dedupe_model_notes(notes, models)
 
 
-def _setting_notes(t: dict) -> list[str]:
+def _setting_notes(t: dict, has_ssim: bool = True) -> list[str]:
     notes = []
     if t.get("image_size", 128) != 128:
         notes.append(f"works at {t['image_size']} px (the study: 128 px); the leaderboard scores at 128 px by "
@@ -233,7 +235,7 @@ def _setting_notes(t: dict) -> list[str]:
         notes.append(f"batch size {t['batch_size']} (the `report` profile: 16): more optimiser steps in the CPU budget.")
     if t.get("bf16"):
         notes.append("bf16 autocast in training (the study: fp32).")
-    if t.get("ssim_warmup_frac"):
+    if t.get("ssim_warmup_frac") and has_ssim:
         notes.append(f"the SSIM term's weight ramps from 0 to its value over the first {t['ssim_warmup_frac']:.0%} of "
                      "the steps (the study: constant). Short runs with SSIM at full weight from step 0 stall with "
                      "every polygon one mean colour.")

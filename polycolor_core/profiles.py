@@ -8,7 +8,9 @@
               (with SSIM at full weight from step 0, m3 paints every polygon one grey-brown mean colour after 250
               steps: canonical dE00 42; ramped, 8.0). m8 alone finishes at 112 px (32 -> 64 -> 112 px), which lifts
               its mask IoU past 0.95 (canonical 1.78 / 0.957 in one 4-family run). LPIPS is used when its weights
-              are present and otherwise dropped *and recorded* (offline machines cannot fetch it).
+              are present and otherwise dropped *and recorded* (offline machines cannot fetch it). Not solved in
+              this budget: m4 and m5 (the L1-in-LAB term, 250 steps) end at canonical dE00 ~14-22 and ~28; batch 2,
+              lr 2e-3, ramping the LAB term in as well and other seeds did not bring m4 under 10.
 - ``tiny``    seconds-long runs of test-sized models, for the test suite.
 """
 

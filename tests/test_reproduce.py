@@ -13,8 +13,10 @@ def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
     import polycolor.reproduce as rep
 
     out = tmp_path / "rep"
-    r = rep.run_reproduce("tiny", out, ["m1", "m4"], eval_n=8, eval_size=64)
+    r = rep.run_reproduce("tiny", out, ["m1", "m4"], eval_n=8, eval_size=64, jobs=2)  # two worker processes
     assert r.complete and r.trained == ["m1", "m4"]
+    for name in ("m1", "m4"):  # each worker's prints are kept in its run folder
+        assert (out / "runs" / name / "train.log").is_file() and is_finished(out / "runs" / name)
     for f in ("report.md", "report.json", "leaderboard.json", "leaderboard.csv", "leaderboard.md",
               "contact_sheet.png", "loss_curves.png"):
         assert (out / f).is_file(), f
@@ -87,3 +89,38 @@ def test_train_cli_tiny(tmp_path):
     res = CliRunner().invoke(main, ["train", "m3", "--profile", "tiny", "--out", str(tmp_path / "m3")])
     assert res.exit_code == 0, res.output
     assert is_finished(tmp_path / "m3") and (tmp_path / "m3" / "samples" / "epoch_001.png").is_file()
+
+
+def test_plan_jobs_and_longest_first_order():
+    import torch
+
+    import polycolor.reproduce as rep
+
+    cores = torch.get_num_threads()
+    jobs, threads = rep.plan_jobs(None, 8, "cpu")
+    if not torch.cuda.is_available():
+        assert jobs == min(8, cores) and threads == max(1, cores // jobs)
+    assert rep.plan_jobs(5, 2, "cpu")[0] == 2  # never more jobs than models
+    assert rep.plan_jobs(1, 8, "cpu") == (1, cores)
+    cost = {m: rep.estimated_cost(m, "cpu") for m in ("m1", "m5", "m7", "m8")}
+    assert cost["m8"] > cost["m7"] > cost["m1"] and cost["m5"] > cost["m1"]  # m8's 112 px finish is the longest
+
+
+def test_deviations_come_from_each_models_saved_settings(tmp_path):
+    import polycolor.reproduce as rep
+
+    runs = tmp_path / "runs"
+    for name, extra in (("m1", {}), ("m8", {"image_size": 112, "size_schedule": [[32, 0.8], [64, 0.12]]})):
+        t = {"image_size": 32, "lr": 1e-3, "batch_size": 4, "bf16": True, "ssim_warmup_frac": 0.5, **extra}
+        (runs / name / "checkpoint").mkdir(parents=True)
+        weights = {"mse": 1.0, "lpips": 0.0, "ssim": 0.0 if name == "m1" else 0.2, "colour": 0.0}
+        (runs / name / "checkpoint" / "config.json").write_text(json.dumps(
+            {"train_config": t, "loss_weights": weights, "lpips_dropped": False,
+             "text_encoder": {"name": "minilm-l6", "dim": 384}}))
+    notes = rep.deviations(runs, ["m1", "m8"], "cpu")
+    text = "\n".join(notes)
+    assert "all models: peak learning rate 0.001" in text and "all models: batch size 4" in text
+    assert "m8: the SSIM term's weight ramps from 0 to its value over the first 50%" in text  # m1 has no SSIM
+    assert "m1: works at 32 px" in text and "m8: works at 112 px" in text
+    assert "m8: progressive resizing: 80% at 32 px, 12% at 64 px, the rest at 112 px" in text
+    assert "all models: text encoder minilm-l6 (384-d)" in text

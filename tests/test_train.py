@@ -14,9 +14,9 @@ import torch
 from polycolor.polycolor_core import checkpoint as ck
 from polycolor.polycolor_core.model import create_model
 from polycolor.polycolor_core.text import TinyRandomTextEncoder
-from polycolor.polycolor_core.train import (config_from_profile, is_finished, lr_multiplier, parse_size_schedule,
-                                            stage_bounds, train, warmup_cosine)
-from polycolor.polycolor_core.variants import VARIANTS, get_variant
+from polycolor.polycolor_core.train import (TrainConfig, config_from_profile, is_finished, loss_weights_at,
+                                            lr_multiplier, parse_size_schedule, stage_bounds, train, warmup_cosine)
+from polycolor.polycolor_core.variants import ALL_FOUR, MSE_ONLY, VARIANTS, get_variant
 
 
 def tiny_cfg(tmp_path, variant="m1", **kw):
@@ -58,6 +58,38 @@ def test_progressive_resizing_stages_and_restarted_schedule(tmp_path):
     plain = tiny_cfg(tmp_path)  # no schedule: exactly the one warm-up/cosine
     assert stage_bounds(plain, 40) == [(32, 0, 40)]
     assert [lr_multiplier(s, 40, plain) for s in range(41)] == [warmup_cosine(s, 40) for s in range(41)]
+
+
+def test_ssim_weight_ramps_in_then_stays_at_the_studys_value():
+    assert loss_weights_at(ALL_FOUR, 0, 100, 0.5).ssim == pytest.approx(0.2 / 50)  # never exactly 0: still logged
+    assert loss_weights_at(ALL_FOUR, 24, 100, 0.5).ssim == pytest.approx(0.1)
+    assert loss_weights_at(ALL_FOUR, 49, 100, 0.5) == ALL_FOUR  # full weight from the end of the ramp on
+    assert loss_weights_at(ALL_FOUR, 80, 100, 0.5) == ALL_FOUR
+    ramped = loss_weights_at(ALL_FOUR, 10, 100, 0.5)
+    assert (ramped.mse, ramped.lpips, ramped.colour) == (1.0, 0.5, 0.3)  # only SSIM ramps
+    assert loss_weights_at(ALL_FOUR, 0, 100, 0.0) == ALL_FOUR  # 0 = the study's constant weights
+    assert loss_weights_at(MSE_ONLY, 0, 100, 0.5) == MSE_ONLY
+    with pytest.raises(ValueError, match="ssim_warmup_frac"):
+        TrainConfig(variant="m1", ssim_warmup_frac=1.0)
+
+
+def test_training_applies_the_ssim_ramp(tmp_path):
+    # tiny m3 (MSE + SSIM; LPIPS dropped by the tiny profile), 4 steps, ramp over the first half = 2 steps
+    seen = []
+    cfg = tiny_cfg(tmp_path, "m3", epochs=1, samples_per_epoch=16, ssim_warmup_frac=0.5)
+    train(cfg, progress=False, on_step=lambda s, loss, parts: seen.append((s, loss, parts)))
+    weights = {1: 0.1, 2: 0.2, 3: 0.2, 4: 0.2}  # on_step gets the count of steps done: step 1 = index 0
+    for s, loss, parts in seen:
+        assert loss == pytest.approx(parts["mse"] + weights[s] * parts["ssim"], rel=1e-4), s
+
+
+def test_profile_gives_one_variant_its_own_settings():
+    assert config_from_profile("m8", "cpu").image_size == 112
+    assert config_from_profile("m8", "cpu").size_schedule == ((32, 0.8), (64, 0.12))
+    assert config_from_profile("m7", "cpu").image_size == 32 and config_from_profile("m7", "cpu").size_schedule == ()
+    assert config_from_profile("m8", "cpu", image_size=64).image_size == 64  # explicit settings still win
+    assert config_from_profile("m8", "cpu").ssim_warmup_frac == 0.5
+    assert config_from_profile("m8", "report").ssim_warmup_frac == 0.0  # the study's schedule keeps SSIM constant
 
 
 def test_parse_size_schedule():
