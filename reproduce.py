@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .polycolor_core.profiles import get_profile, profile_train_settings
-from .polycolor_core.train import config_from_profile, is_finished, make_progress, train
+from .polycolor_core.train import config_from_profile, is_finished, make_progress, stage_bounds, train
 from .polycolor_core.variants import get_variant
 
 
@@ -52,14 +52,18 @@ def train_all(models: list[str], profile: str, runs: Path, jobs: int | None = No
                                     info=f"models, {jobs} at a time" if jobs > 1 else "models")
         if jobs <= 1:
             for name in todo:
-                cfg = config_from_profile(name, profile, out=str(runs / name))
-                t0 = time.perf_counter()
-                train(cfg, resume=True, progress=progress)
-                seconds[name] = time.perf_counter() - t0
+                seconds[name] = _train_one(name, profile, runs / name, progress)
                 progress.advance(overall)
         else:
             seconds = _train_in_workers(todo, profile, runs, jobs, threads, progress, overall)
     return [m for m in todo if m in seconds], skipped, seconds
+
+
+def _train_one(name: str, profile: str, run: Path, progress) -> float:
+    """Train (or resume) one model with the profile's settings; returns its wall seconds."""
+    t0 = time.perf_counter()
+    train(config_from_profile(name, profile, out=str(run)), resume=True, progress=progress)
+    return time.perf_counter() - t0
 
 
 def plan_jobs(jobs: int | None, n_models: int, profile: str) -> tuple[int, int]:
@@ -72,7 +76,7 @@ def plan_jobs(jobs: int | None, n_models: int, profile: str) -> tuple[int, int]:
     import torch
 
     cores = max(1, torch.get_num_threads())
-    on_gpu = torch.cuda.is_available() and config_from_profile("m1", profile).device in ("auto", "cuda")
+    on_gpu = torch.cuda.is_available() and get_profile(profile).train.get("device", "auto") in ("auto", "cuda")
     if jobs is None:
         jobs = 1 if on_gpu else min(n_models, cores)
     jobs = max(1, min(int(jobs), max(1, n_models)))
@@ -82,7 +86,6 @@ def plan_jobs(jobs: int | None, n_models: int, profile: str) -> tuple[int, int]:
 def estimated_cost(name: str, profile: str) -> float:
     """A rough relative training cost (steps x pixels x sqrt(parameters)), to start the longest runs first."""
     from .polycolor_core.model import count_parameters, create_model
-    from .polycolor_core.train import stage_bounds
 
     cfg = config_from_profile(name, profile)
     variant = get_variant(name).tiny() if cfg.tiny_model else get_variant(name)
@@ -117,10 +120,7 @@ def _train_worker(name: str, profile: str, run: str, threads: int, queue) -> tup
     torch.set_num_threads(threads)
     Path(run).mkdir(parents=True, exist_ok=True)
     with open(Path(run) / "train.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        cfg = config_from_profile(name, profile, out=run)
-        t0 = time.perf_counter()
-        train(cfg, resume=True, progress=_QueueProgress(queue, name))
-        return name, time.perf_counter() - t0
+        return name, _train_one(name, profile, Path(run), _QueueProgress(queue, name))
 
 
 def _train_in_workers(todo, profile, runs, jobs, threads, progress, overall) -> dict[str, float]:
