@@ -1,0 +1,38 @@
+"""The user's cache folder for polycolor: converted weights, measured backend choices, cached exports.
+
+``cache_dir("lpips")`` -> ``$POLYCOLOR_CACHE/lpips`` if that variable is set, else
+``$XDG_CACHE_HOME/polycolor/lpips``, else ``~/.cache/polycolor/lpips`` (created on first use). Everything
+written here can be deleted at any time: it is rebuilt on the next use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+CACHE_ENV = "POLYCOLOR_CACHE"
+
+
+def cache_root() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "polycolor"
+
+
+def cache_dir(*parts: str) -> Path:
+    """A sub-folder of the cache root, created if missing."""
+    d = cache_root().joinpath(*parts)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def write_json_atomic(path: Path, data) -> Path:
+    """Write JSON to a temporary name beside ``path`` and rename it over (readers never see half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return path
