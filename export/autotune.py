@@ -1,0 +1,152 @@
+"""``backend="auto"`` by measurement: time each usable backend once per (model, machine) and remember the winner.
+
+Which backend is fastest depends on the CPU, not on the code: on an AVX512-BF16 EPYC the PyTorch bf16 path
+beat onnxruntime, on an AVX2-only one onnxruntime fp32 beat PyTorch fp32 (m8 at 112 px: 6.4 vs 4.6 img/s)
+and bf16 autocast was 5-9x slower than both. So the first ``auto`` use of a model architecture on a machine
+runs each candidate for about a second on inputs of the model's size and stores the rates in
+``<cache>/backend_choice.json``; later uses read the stored winner and measure nothing. An explicit backend
+(``polycolor infer --backend torch``) never reads or writes the cache.
+
+Keys:
+- machine: CPU model name, its SIMD/bf16 flags, core count, torch and onnxruntime versions, device
+  (a new CPU or a library upgrade measures again);
+- model: a hash of what sets the cost (UNet config, working size, embedding shape), not the weights, so
+  every checkpoint of one architecture shares one measurement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ..polycolor_core.cache import cache_dir, write_json_atomic
+
+log = logging.getLogger("polycolor")
+
+CACHE_FILE = "backend_choice.json"
+SCHEMA = "polycolor-backend-choice/1"
+# CPU flags that change which kernels run (and so which backend wins).
+_SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "avx_vnni")
+
+
+def cpu_description() -> tuple[str, list[str]]:
+    """(CPU model name, the speed-relevant flags it has) from /proc/cpuinfo; platform fallbacks elsewhere."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and name in ("", platform.machine(), platform.processor()):
+                    name = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return name, [f for f in _SPEED_FLAGS if f in flags]
+
+
+def machine_key(device: str = "cpu", threads: int | None = None) -> str:
+    import os
+
+    import torch
+
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:  # pragma: no cover - onnxruntime is a dependency
+        ort_version = "none"
+    name, flags = cpu_description()
+    parts = [name, ",".join(flags), str(threads or os.cpu_count()), torch.__version__, ort_version, str(device)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def model_key(unet_config: Mapping, image_size: int, embedding_shape: tuple[int, int]) -> str:
+    blob = json.dumps({"unet": unet_config, "size": int(image_size), "emb": list(embedding_shape)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Choice:
+    backend: str  # the winner's name
+    rates: dict[str, float]  # images/s per candidate (empty when read from the cache without rates)
+    measured: bool  # True when measured now, False when read from the cache
+
+
+def _cache_path() -> Path:
+    return cache_dir() / CACHE_FILE
+
+
+def read_cache(path: Path | None = None) -> dict:
+    path = path or _cache_path()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"schema": SCHEMA, "entries": {}}
+    if data.get("schema") != SCHEMA or not isinstance(data.get("entries"), dict):
+        return {"schema": SCHEMA, "entries": {}}  # an unknown or damaged file is measured again, not trusted
+    return data
+
+
+def time_backend(backend, images: np.ndarray, embeddings: np.ndarray, budget_s: float = 1.0) -> float:
+    """Images/s of ``backend.run`` on one batch: one warm-up call, then repeated calls for ~``budget_s``."""
+    backend.run(images, embeddings)  # warm-up: allocations, oneDNN primitives, ORT arena
+    n, t0 = 0, time.perf_counter()
+    while True:
+        backend.run(images, embeddings)
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= budget_s or n >= 50:
+            return n * len(images) / elapsed
+
+
+def choose_backend(
+    candidates: Mapping[str, Callable[[], object]],
+    machine: str,
+    model: str,
+    probe: tuple[np.ndarray, np.ndarray],
+    budget_s: float = 1.0,
+    cache_path: Path | None = None,
+    timer: Callable[[object, np.ndarray, np.ndarray, float], float] = time_backend,
+) -> Choice:
+    """The fastest of ``candidates`` (name -> factory building a backend with ``.run``) for this machine/model.
+
+    A stored winner that is still among the candidates is returned without building or timing anything.
+    Otherwise every candidate is built and timed on ``probe`` = (images [B,3,S,S], embeddings [B,L,D]); a
+    candidate that fails to build or run is skipped with a log line. The rates are stored atomically.
+    """
+    if not candidates:
+        raise ValueError("no backend candidates to choose from")
+    if len(candidates) == 1:
+        return Choice(next(iter(candidates)), {}, False)
+    path = cache_path or _cache_path()
+    data = read_cache(path)
+    key = f"{machine}:{model}"
+    stored = data["entries"].get(key)
+    if stored and stored.get("backend") in candidates:
+        return Choice(stored["backend"], dict(stored.get("rates", {})), False)
+    rates: dict[str, float] = {}
+    images, embeddings = probe
+    for name, factory in candidates.items():
+        try:
+            rates[name] = float(timer(factory(), images, embeddings, budget_s))
+        except Exception as exc:  # a backend that cannot run here is simply not a candidate
+            log.info("backend auto: %s skipped (%s: %s)", name, type(exc).__name__, exc)
+    if not rates:
+        raise RuntimeError(f"none of the backends {', '.join(candidates)} could run on this machine")
+    winner = max(rates, key=rates.get)
+    data["entries"][key] = {"backend": winner, "rates": rates, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            "cpu": cpu_description()[0]}
+    write_json_atomic(path, data)
+    log.info("backend auto: measured %s -> %s (stored in %s)",
+             ", ".join(f"{k} {v:.1f} img/s" for k, v in rates.items()), winner, path)
+    return Choice(winner, rates, True)
