@@ -8,7 +8,8 @@ The nodes only adapt ComfyUI tensors and call the core inference API (``polycolo
 ``export.colorizer``); no model code lives here. Importing this package imports no torch (ComfyUI imports it
 anyway, but ``import polycolor`` stays cheap): heavy imports happen inside the node functions. Inside the
 pack every import is relative, because ComfyUI imports the folder under a path-derived module name.
-Example workflows (API and UI format) are in ``workflows/``.
+The example workflow is ``example_workflows/polycolor.json`` (UI format, a ComfyUI template); the same
+graph in API format is ``docs/polycolor_api.json``.
 """
 
 from .colorize import PolycolorColorize

@@ -27,7 +27,8 @@ from PIL import Image, ImageDraw
 pytestmark = [pytest.mark.slow, pytest.mark.comfyui]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-WORKFLOWS = REPO_ROOT / "workflows"
+UI_WORKFLOW = REPO_ROOT / "example_workflows" / "polycolor.json"
+API_WORKFLOW = REPO_ROOT / "docs" / "polycolor_api.json"
 SIZE = 96  # the example image; the model works at MODEL_SIZE and the Colorizer resizes both ways
 MODEL_SIZE = 32
 CYAN = (0, 255, 255)
@@ -187,12 +188,13 @@ def test_example_workflow_in_real_comfyui(comfy_dir, tmp_path):
         assert col["output"] == ["IMAGE", "MASK"] and col["output_name"] == ["image", "mask"]
         assert col["input"]["required"]["colour"][1]["multiline"] is True
 
-        # --- the example workflows ship as templates, and the UI one is the same graph as the API one ---
+        # --- only the UI example is a template (API format would open as an empty graph), and it is the
+        # same graph as the API example kept for scripts ---
         templates = H.get_json(server.url, "/workflow_templates")
-        assert sorted(templates.get("polycolor", [])) == ["polycolor_api", "polycolor_ui"], templates
-        ui = H.get_json(server.url, "/api/workflow_templates/polycolor/polycolor_ui.json")
-        assert ui == json.loads((WORKFLOWS / "polycolor_ui.json").read_text())
-        api = json.loads((WORKFLOWS / "polycolor_api.json").read_text())
+        assert templates.get("polycolor") == ["polycolor"], templates
+        ui = H.get_json(server.url, "/api/workflow_templates/polycolor/polycolor.json")
+        assert ui == json.loads(UI_WORKFLOW.read_text())
+        api = json.loads(API_WORKFLOW.read_text())
         assert _ui_to_api(ui, info) == _strip_meta(api)
 
         # --- run the API example with the listed model, plus MASK -> image -> SaveImage to see the mask ---

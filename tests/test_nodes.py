@@ -25,7 +25,8 @@ from polycolor.nodes import colorize as C
 from polycolor.nodes import loader as L
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOWS = REPO / "workflows"
+UI_WORKFLOW = REPO / "example_workflows" / "polycolor.json"
+API_WORKFLOW = REPO / "docs" / "polycolor_api.json"
 Loader = NODE_CLASS_MAPPINGS["PolycolorModelLoader"]
 Colorize = NODE_CLASS_MAPPINGS["PolycolorColorize"]
 
@@ -461,7 +462,7 @@ def _widget_inputs(cls) -> list[str]:
 
 
 def test_api_workflow():
-    wf = json.loads((WORKFLOWS / "polycolor_api.json").read_text())
+    wf = json.loads(API_WORKFLOW.read_text())
     by_type = {n["class_type"]: (k, n["inputs"]) for k, n in wf.items()}
     assert set(by_type) == {"LoadImage", "PolycolorModelLoader", "PolycolorColorize", "SaveImage"}
     load_id, load = by_type["LoadImage"]
@@ -476,7 +477,7 @@ def test_api_workflow():
 
 
 def test_ui_workflow_graph_is_consistent():
-    wf = json.loads((WORKFLOWS / "polycolor_ui.json").read_text())
+    wf = json.loads(UI_WORKFLOW.read_text())
     # the fields the ComfyUI frontend's workflow schema (zComfyWorkflow, version 0.4) requires
     assert wf["version"] == 0.4
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", wf["id"])
@@ -511,7 +512,7 @@ def test_ui_workflow_graph_is_consistent():
         assert len(node["widgets_values"]) == len(_widget_inputs(cls))
         assert [o["type"] for o in node["outputs"]] == list(cls.RETURN_TYPES)
         assert [o["name"] for o in node["outputs"]] == list(cls.RETURN_NAMES)
-    api = json.loads((WORKFLOWS / "polycolor_api.json").read_text())
+    api = json.loads(API_WORKFLOW.read_text())
     api_loader = next(n for n in api.values() if n["class_type"] == "PolycolorModelLoader")
     assert types_["PolycolorModelLoader"]["widgets_values"] == [api_loader["inputs"][k] for k in _widget_inputs(Loader)]
 
