@@ -265,7 +265,7 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
                   eval_n: int | None = None, eval_size: int = 128, jobs: int | None = None) -> ReproduceResult:
     from rich.console import Console
 
-    from .eval.cli import render_terminal
+    from .eval.render import render_terminal
     from .eval.leaderboard import run_leaderboard, write_outputs
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)

@@ -1,4 +1,4 @@
-"""``polycolor-eval``: the leaderboard command (click parses, rich renders; the logic is in leaderboard.py).
+"""``polycolor-eval``: the leaderboard command (click parses, ``render.py`` prints; the logic is in leaderboard.py).
 
     polycolor-eval --models m1..m8                       # runs/m1 .. runs/m8, held-out synthetic split
     polycolor-eval --models m2,m4,m8 --by-family --out results/
@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import click
 
-from . import leaderboard as L
+from .heldout import DEFAULT_N, DEFAULT_SIZE, HELDOUT_FAMILIES, load_eval_data
+from .leaderboard import run_leaderboard
+from .models import DEFAULT_RUNS_DIR, RUNS_ENV
+from .render import render_terminal
+from .report import write_outputs
+from .schema import DEFAULT_SORT, SORT_KEYS
 
-__all__ = ["main", "render_terminal"]
+__all__ = ["main"]
 
 
 def _parse_models(ctx, param, value):
@@ -28,73 +33,24 @@ def _parse_models(ctx, param, value):
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
-def render_terminal(lb: "L.Leaderboard", console, by_family: bool = False, written: dict | None = None) -> None:
-    """Print the leaderboard with rich: dataset, ranked table, per-family table, what was not scored, notes."""
-    from rich.table import Table
-    from rich.text import Text
-
-    from . import report
-
-    console.print(Text("Data: ", style="bold") + Text(lb.data.description))
-    console.print(Text("Sorted by: ", style="bold") + Text(report._sort_text(lb)))
-    t = Table(title="polycolor leaderboard", title_style="bold", header_style="bold")
-    lp = report.TABLE_COLUMNS.index(L.METRICS["lpips"].label)
-    for i, h in enumerate(report.TABLE_COLUMNS):
-        head = h + (" *" if i == lp and not lb.lpips.available else "")
-        t.add_column(head, justify="right" if i == 0 or 2 <= i <= 9 else "left",
-                     no_wrap=i in (0, 1) or 2 <= i <= 9, overflow="fold",
-                     min_width=len(h) if i == 1 else None)
-    for r, cells in zip(lb.rows, report.table_rows(lb)):
-        style = "italic dim" if r.kind == "reference" else ("yellow" if r.status == "unfinished" else None)
-        t.add_row(*cells, style=style)
-    console.print(t)
-    if by_family:
-        ft = Table(title="per family", title_style="bold", header_style="bold")
-        for i, h in enumerate(report.FAMILY_COLUMNS):
-            ft.add_column(h, justify="left" if i in (0, 2) else "right", no_wrap=True)
-        last = None
-        for cells in report.family_rows(lb):
-            if last is not None and cells[0] != last:
-                ft.add_section()
-            ft.add_row(*cells if cells[0] != last else ["", "", *cells[2:]])
-            last = cells[0]
-        console.print(ft)
-    if not lb.lpips.available:
-        console.print(Text(f"* LPIPS {lb.lpips.cell}: ", style="bold yellow") + Text(lb.lpips.reason or lb.lpips.status))
-    for note in lb.notes:
-        if note.startswith("LPIPS column"):
-            continue
-        console.print(Text("note: ", style="yellow") + Text(note))
-    for r in lb.missing:
-        console.print(Text(f"not scored: {r.name} ({r.status}): ", style="bold red") + Text(r.message or ""))
-    for kind, path in (written or {}).items():
-        console.print(Text(f"wrote {kind}: ", style="green") + Text(str(path)))
-    if lb.missing:
-        cmds = [r.train_command for r in lb.missing if r.train_command]
-        if cmds:
-            console.print(Text("train the missing models with:", style="bold"))
-            for c in cmds:
-                console.print(Text("  " + c))
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--models", "-m", multiple=True, required=True, callback=_parse_models, metavar="SELECTION",
               help="Models to score: m3, a range m1..m8, a list m2,m4,m8, 'all', or paths to run folders / "
                    "checkpoints / ONNX exports (repeatable).")
-@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), envvar=L.RUNS_ENV, default=None,
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), envvar=RUNS_ENV, default=None,
               show_envvar=True, help=f"Folder holding <name>/checkpoint/ for each model name "
-                                     f"[default: ./{L.DEFAULT_RUNS_DIR}].")
+                                     f"[default: ./{DEFAULT_RUNS_DIR}].")
 @click.option("--data", "data_spec", default=None, metavar="SPEC",
               help="Score on this instead of the held-out synthetic split: a folder in the original layout "
                    "(data.json, inputs/, outputs/) or a data spec (hf:ID[:split], synthetic:...).")
 @click.option("--n", type=click.IntRange(min=1), default=None,
-              help=f"Number of images (held-out split: default {L.DEFAULT_N}, split evenly across "
-                   f"{', '.join(L.HELDOUT_FAMILIES)}; --data: at most this many, default all).")
+              help=f"Number of images (held-out split: default {DEFAULT_N}, split evenly across "
+                   f"{', '.join(HELDOUT_FAMILIES)}; --data: at most this many, default all).")
 @click.option("--size", type=click.IntRange(min=8), default=None,
-              help=f"Image size in px (held-out split: default {L.DEFAULT_SIZE}, the original format; "
+              help=f"Image size in px (held-out split: default {DEFAULT_SIZE}, the original format; "
                    "--data: resize to this, default keep).")
 @click.option("--by-family", is_flag=True, help="Add a per-family breakdown table.")
-@click.option("--sort", type=click.Choice(L.SORT_KEYS), default=L.DEFAULT_SORT, show_default=True,
+@click.option("--sort", type=click.Choice(SORT_KEYS), default=DEFAULT_SORT, show_default=True,
               help="Rank by this metric (lower-is-better metrics ascending, the others descending).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
@@ -146,7 +102,7 @@ def main(models, runs_dir, data_spec, n, size, by_family, sort, json_path, csv_p
     err = Console(stderr=True, highlight=False)
 
     try:
-        data = L.load_eval_data(data_spec, n, size)
+        data = load_eval_data(data_spec, n, size)
     except (DataError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--data" if data_spec else "--n/--size") from exc
 
@@ -159,11 +115,11 @@ def main(models, runs_dir, data_spec, n, size, by_family, sort, json_path, csv_p
         progress.update(task, description=desc, completed=done, total=total)
 
     with progress:
-        lb = L.run_leaderboard(models, runs_dir, data=data, sort=sort, backend=backend, device=device,
-                               batch_size=batch_size, bf16=bf16, lpips=lpips_mode, reference=reference,
-                               threads=threads, progress=on_progress)
-    written = L.write_outputs(lb, json=json_path, csv=csv_path, markdown=md_path, sheet=sheet_path,
-                              out_dir=out_dir, by_family=by_family)
+        lb = run_leaderboard(models, runs_dir, data=data, sort=sort, backend=backend, device=device,
+                             batch_size=batch_size, bf16=bf16, lpips=lpips_mode, reference=reference,
+                             threads=threads, progress=on_progress)
+    written = write_outputs(lb, json=json_path, csv=csv_path, markdown=md_path, sheet=sheet_path,
+                            out_dir=out_dir, by_family=by_family)
     render_terminal(lb, console, by_family=by_family, written=written)
     click.get_current_context().exit(0 if lb.ok else 1)
 

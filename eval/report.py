@@ -1,5 +1,9 @@
 """Leaderboard outputs: value formatting shared by the terminal and markdown tables, and the JSON, CSV,
-markdown and PNG contact-sheet writers. Every function takes a :class:`~polycolor.eval.leaderboard.Leaderboard`.
+markdown and PNG contact-sheet writers (:func:`write_outputs` writes any of them).
+
+Every function takes a :class:`polycolor.eval.leaderboard.Leaderboard` (``lb``). This module does not import
+``leaderboard`` (``leaderboard`` imports this one for ``Leaderboard.markdown``); it reads only the record
+types of :mod:`polycolor.eval.schema` (the ``Leaderboard`` annotations are never evaluated).
 """
 
 from __future__ import annotations
@@ -11,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .leaderboard import METRIC_KEYS, METRICS, REFERENCE_NAME, Leaderboard, ModelResult
+from .schema import METRIC_KEYS, METRICS, REFERENCE_NAME, ModelResult
 
 __all__ = [
     "format_metric", "format_params", "format_rate", "TABLE_COLUMNS", "table_rows", "family_rows",
-    "FAMILY_COLUMNS", "markdown_table", "family_markdown_table", "render_markdown", "write_json", "write_csv", "write_markdown",
-    "contact_sheet_image", "write_contact_sheet", "CSV_FIELDS",
+    "FAMILY_COLUMNS", "sort_text", "markdown_table", "family_markdown_table", "render_markdown", "write_json", "write_csv", "write_markdown",
+    "contact_sheet_image", "write_contact_sheet", "CSV_FIELDS", "DEFAULT_FILENAMES", "write_outputs",
 ]
 
 DASH = "—"
@@ -99,7 +103,7 @@ def family_rows(lb: Leaderboard) -> list[list[str]]:
     return out
 
 
-def _sort_text(lb: Leaderboard) -> str:
+def sort_text(lb: Leaderboard) -> str:
     label = "images/s" if lb.sort == "images_per_s" else METRICS[lb.sort].label
     return f"{label} ({lb.sort}), {'ascending: lower is better' if lb.ascending else 'descending: higher is better'}"
 
@@ -140,7 +144,7 @@ def render_markdown(lb: Leaderboard, by_family: bool = False, title: str = "poly
     """The full markdown report: dataset, sort order, table, per-family table (optional), notes, missing."""
     parts = [f"# {title}", "",
              f"**Data:** {lb.data.description}  ",
-             f"**Sorted by:** {_sort_text(lb)}; rank counts models only, `ref` is the classical "
+             f"**Sorted by:** {sort_text(lb)}; rank counts models only, `ref` is the classical "
              f"{REFERENCE_NAME.split(' (')[0]} reference.  ",
              f"**Created:** {lb.created}", "", markdown_table(lb), ""]
     if by_family:
@@ -293,3 +297,35 @@ def write_contact_sheet(lb: Leaderboard, path: str | Path) -> Path:
     path = Path(path)
     contact_sheet_image(lb).save(path)
     return path
+
+
+# ========================================================================================= all outputs
+
+DEFAULT_FILENAMES = {"json": "leaderboard.json", "csv": "leaderboard.csv", "markdown": "leaderboard.md",
+                     "sheet": "contact_sheet.png"}
+
+
+def write_outputs(lb: Leaderboard, *, json: str | Path | None = None, csv: str | Path | None = None,
+                  markdown: str | Path | None = None, sheet: str | Path | None = None,
+                  out_dir: str | Path | None = None, by_family: bool = False) -> dict[str, Path]:
+    """Write the requested files; ``out_dir`` fills every unset one with :data:`DEFAULT_FILENAMES`.
+
+    Returns ``{"json"|"csv"|"markdown"|"sheet": path}`` for what was written.
+    """
+    paths = {"json": json, "csv": csv, "markdown": markdown, "sheet": sheet}
+    if out_dir is not None:
+        for k, name in DEFAULT_FILENAMES.items():
+            if paths[k] is None:
+                paths[k] = Path(out_dir) / name
+    writers = {"json": write_json, "csv": write_csv,
+               "markdown": lambda lb_, p: write_markdown(lb_, p, by_family=by_family),
+               "sheet": write_contact_sheet}
+    written = {}
+    for k, p in paths.items():
+        if p is None:
+            continue
+        p = Path(p)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        writers[k](lb, p)
+        written[k] = p
+    return written

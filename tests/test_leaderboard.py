@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from polycolor.eval import heldout, models, report, schema, scoring
 from polycolor.eval import leaderboard as L
-from polycolor.eval import report
 from polycolor.eval.cli import main
 from polycolor.polycolor_core.checkpoint import build_meta, save_checkpoint
 from polycolor.polycolor_core.model import create_model
@@ -73,7 +73,7 @@ def _one_thread():
 @pytest.fixture(autouse=True)
 def _offline_lpips(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
-    monkeypatch.delenv(L.RUNS_ENV, raising=False)
+    monkeypatch.delenv(models.RUNS_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def invoke(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def _assert_ranked(rows: list[dict | L.ModelResult], key: str, ascending: bool) -> None:
+def _assert_ranked(rows: list[dict | schema.ModelResult], key: str, ascending: bool) -> None:
     get = (lambda r: r["metrics"][key] if key != "images_per_s" else r["images_per_s"]) if isinstance(rows[0], dict) \
         else (lambda r: r.value(key))
     vals = [get(r) for r in rows]
@@ -107,26 +107,26 @@ def test_cli_table_outputs_and_ranking(runs, tmp_path):
     res = invoke("--models", "m1..m2", "--runs", str(runs), *FAST, "--by-family", "--out", str(out))
     assert res.exit_code == 0, res.output
     text = res.stdout
-    for s in ("polycolor leaderboard", "held-out synthetic split", f"seed {L.HELDOUT_SEED}", "m1", "m2",
-              L.REFERENCE_NAME, "n/a (offline)", "test-tiny-random", "dropped", "per family", "canonical", "dark"):
+    for s in ("polycolor leaderboard", "held-out synthetic split", f"seed {heldout.HELDOUT_SEED}", "m1", "m2",
+              schema.REFERENCE_NAME, "n/a (offline)", "test-tiny-random", "dropped", "per family", "canonical", "dark"):
         assert s in text, s
     assert "LPIPS unavailable (offline)" in text  # the footnote carries the scorer's .reason
 
     # JSON: every row, ranked by de_polygon ascending, models numbered 1..k, reference unranked
     d = json.loads((out / "leaderboard.json").read_text())
     assert d["ok"] is True and d["sort"] == {"key": "de_polygon", "ascending": True}
-    assert d["dataset"]["n"] == N and d["dataset"]["seed"] == L.HELDOUT_SEED and d["dataset"]["size"] == SIZE
-    assert d["dataset"]["families"] == {f: N // 4 for f in L.HELDOUT_FAMILIES}
+    assert d["dataset"]["n"] == N and d["dataset"]["seed"] == heldout.HELDOUT_SEED and d["dataset"]["size"] == SIZE
+    assert d["dataset"]["families"] == {f: N // 4 for f in heldout.HELDOUT_FAMILIES}
     assert d["lpips"]["available"] is False and "offline" in d["lpips"]["status"]
     names = [r["name"] for r in d["rows"]]
-    assert sorted(names) == sorted(["m1", "m2", L.REFERENCE_NAME])
+    assert sorted(names) == sorted(["m1", "m2", schema.REFERENCE_NAME])
     _assert_ranked(d["rows"], "de_polygon", ascending=True)
     ref = next(r for r in d["rows"] if r["kind"] == "reference")
     assert ref["rank"] is None and ref["params"] == 0
     for r in d["rows"]:
         assert r["metrics"]["lpips"] is None
         assert 0 <= r["metrics"]["ssim"] <= 1 and 0 <= r["metrics"]["iou"] <= 1 and r["images_per_s"] > 0
-        assert set(r["by_family"]) == set(L.HELDOUT_FAMILIES)
+        assert set(r["by_family"]) == set(heldout.HELDOUT_FAMILIES)
     m1 = next(r for r in d["rows"] if r["name"] == "m1")
     m2 = next(r for r in d["rows"] if r["name"] == "m2")
     assert m1["params"] > 10_000 and m1["params"] == m2["params"]
@@ -157,7 +157,7 @@ def test_cli_table_outputs_and_ranking(runs, tmp_path):
     assert im.size == (190 + N * (cell + 4) + 4, 26 + 36 + 5 * (cell + 4) + 4)
     arr = np.asarray(im.convert("RGB"))
     # the "target" row's first column is the first sheet sample's target, upscaled (nearest)
-    data = L.build_heldout(N, SIZE)
+    data = heldout.build_heldout(N, SIZE)
     first = data.samples[0]  # the sheet's first column: the first canonical sample
     tgt = np.asarray(Image.fromarray(first.target).resize((cell, cell), Image.NEAREST))
     y0, x0 = 26 + 36 + (cell + 4), 190 + 4
@@ -185,13 +185,13 @@ def test_missing_model_names_the_train_command(runs):
 
 
 def test_runs_folder_from_env_and_default(runs, monkeypatch, tmp_path):
-    monkeypatch.setenv(L.RUNS_ENV, str(runs))
-    assert L.resolve_runs_dir() == runs
+    monkeypatch.setenv(models.RUNS_ENV, str(runs))
+    assert models.resolve_runs_dir() == runs
     res = invoke("--models", "m1", *FAST)
     assert res.exit_code == 0, res.output
-    monkeypatch.delenv(L.RUNS_ENV)
+    monkeypatch.delenv(models.RUNS_ENV)
     monkeypatch.chdir(tmp_path)
-    assert L.resolve_runs_dir() == Path("runs")
+    assert models.resolve_runs_dir() == Path("runs")
     res = invoke("--models", "m5", *FAST, "--no-reference")
     assert res.exit_code == 1
     assert "polycolor train m5 --profile cpu --out runs/m5" in res.stdout
@@ -250,7 +250,7 @@ def test_python_api_ranks_by_every_metric(lb):
     _assert_ranked(lb.rows, "de_polygon", ascending=True)
     for key in ("psnr", "ssim", "iou", "de_image", "images_per_s"):
         rows = L.rank_rows(list(lb.rows), key)
-        asc = key != "images_per_s" and not L.METRICS[key].higher_is_better
+        asc = key != "images_per_s" and not schema.METRICS[key].higher_is_better
         _assert_ranked(rows, key, asc)
     by_psnr = [r.name for r in L.rank_rows(list(lb.models), "psnr")]
     by_de_image = [r.name for r in L.rank_rows(list(lb.models), "de_image")]
@@ -264,7 +264,7 @@ def test_oracle_model_ranks_first(runs, monkeypatch):
     from polycolor.polycolor_core.colours import resolve_colour
     from polycolor.polycolor_core.inference import ColorizeResult
 
-    real = L.load_colorizer
+    real = models.load_colorizer
 
     class Oracle:
         image_size, meta = SIZE, {"variant": {"name": "oracle"}, "text_encoder": {"name": "none"}, "finished": True}
@@ -275,7 +275,7 @@ def test_oracle_model_ranks_first(runs, monkeypatch):
     def fake(source, *a, **k):
         return (Oracle(), None) if Path(source).name == "m2" else real(source, *a, **k)
 
-    monkeypatch.setattr(L, "load_colorizer", fake)
+    monkeypatch.setattr(models, "load_colorizer", fake)
     board = L.run_leaderboard(["m1", "m2"], runs, n=N, size=SIZE, lpips="off", reference=False)
     assert [r.name for r in board.rows] == ["m2", "m1"] and board.rows[0].rank == 1
     assert board.rows[0].metrics["de_polygon"] < board.rows[1].metrics["de_polygon"] - 10
@@ -299,23 +299,23 @@ def test_json_roundtrip_has_no_nan(lb, tmp_path):
 
 
 def test_missing_models_from_api(runs):
-    refs = L.resolve_models("m1..m3", runs)
+    refs = models.resolve_models("m1..m3", runs)
     assert [r.found for r in refs] == [True, True, False]
     assert refs[2].train_command == f"polycolor train m3 --profile cpu --out {(runs / 'm3').as_posix()}"
     with pytest.raises(ValueError, match="Valid model names"):
-        L.resolve_models("m0", runs)
+        models.resolve_models("m0", runs)
 
 
 def test_heldout_split_and_sheet_samples():
-    data = L.build_heldout(96, 64)
-    assert data.family_counts() == {f: 24 for f in L.HELDOUT_FAMILIES}
+    data = heldout.build_heldout(96, 64)
+    assert data.family_counts() == {f: 24 for f in heldout.HELDOUT_FAMILIES}
     assert data.samples[0].input.shape == (64, 64, 3)
-    assert L.HELDOUT_SEED not in (0, 10_000)
+    assert heldout.HELDOUT_SEED not in (0, 10_000)
     picks = L.pick_sheet_samples(data, 8)
     assert len(picks) == len(set(picks)) == 8
     fams = [data.samples[i].family for i in picks]
-    assert {f: fams.count(f) for f in set(fams)} == {f: 2 for f in L.HELDOUT_FAMILIES}
-    again = L.build_heldout(96, 64)
+    assert {f: fams.count(f) for f in set(fams)} == {f: 2 for f in heldout.HELDOUT_FAMILIES}
+    again = heldout.build_heldout(96, 64)
     assert all(np.array_equal(a.input, b.input) for a, b in zip(data.samples, again.samples))
 
 
@@ -347,8 +347,8 @@ def test_lpips_column_when_available(runs, monkeypatch):
     scorer = LpipsScorer(pretrained_backbone=False, device="cpu")
     if not scorer.available:
         pytest.skip(f"lpips not usable here: {scorer.reason}")
-    monkeypatch.setattr(L, "make_lpips_scorer",
-                        lambda mode="auto", device="cpu": (scorer, L.LpipsInfo(True, True, scorer.status)))
+    monkeypatch.setattr(scoring, "make_lpips_scorer",
+                        lambda mode="auto", device="cpu": (scorer, schema.LpipsInfo(True, True, scorer.status)))
     board = L.run_leaderboard("m1,m2", runs, n=N, size=SIZE, sort="lpips")
     assert board.sort == "lpips" and board.lpips.available
     for r in board.rows:
@@ -360,6 +360,6 @@ def test_lpips_column_when_available(runs, monkeypatch):
 
 def test_sort_by_unavailable_lpips_falls_back_with_a_note(runs):
     board = L.run_leaderboard(["m2"], runs, n=4, size=SIZE, lpips="off", sort="lpips")
-    assert board.sort == L.DEFAULT_SORT
+    assert board.sort == schema.DEFAULT_SORT
     assert any("--sort lpips" in n for n in board.notes)
     assert [r.rank for r in board.rows if r.kind == "model"] == [1]

@@ -1,0 +1,168 @@
+"""Scoring: predict with one model (or the flood-fill reference), compute per-sample metrics, average them.
+
+**Scores** (see ``eval/metrics.py`` for the definitions): LPIPS (AlexNet), SSIM, CIEDE2000 over the true
+polygon (``de_polygon``) and the whole image (``de_image``), mask IoU, PSNR; plus the parameter count and
+images/s (model inference only: the ``Colorizer.colorize`` call, after one warm-up image; loading and
+scoring excluded). Predictions are made at the data's size (the Colorizer resizes to the model's working
+size and back). The row :data:`~polycolor.eval.schema.REFERENCE_NAME` is the classical flood fill of
+``eval/baseline.py``. Every function returns :class:`~polycolor.eval.schema.ModelResult` rows or plain
+arrays; nothing here ranks, prints or writes files.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..polycolor_core.colours import resolve_colour
+from . import metrics as _metrics
+from . import models
+from .heldout import EvalData
+from .models import ModelRef
+from .schema import METRIC_KEYS, REFERENCE_NAME, LpipsInfo, ModelResult
+
+__all__ = ["make_lpips_scorer", "score_predictions", "summarize", "score_model", "score_reference"]
+
+
+def make_lpips_scorer(mode: str = "auto", device: str | None = "cpu"):
+    """(scorer or None, LpipsInfo). ``mode``: ``auto`` (download the AlexNet weights if needed), ``local``
+    (only weights already on disk, no network), ``off``."""
+    if mode == "off":
+        return None, LpipsInfo(False, False, "disabled", "LPIPS disabled (--lpips off)")
+    if mode not in ("auto", "local"):
+        raise ValueError(f"lpips mode must be auto, local or off, got {mode!r}")
+    dev = None if device in (None, "auto") else device
+    scorer = _metrics.LpipsScorer(device=dev, allow_download=(mode == "auto"))
+    return (scorer if scorer.available else None), LpipsInfo(True, scorer.available, scorer.status, scorer.reason)
+
+
+def _colour_rgbs(colours: Sequence[str]) -> list[tuple[int, int, int]]:
+    cache: dict[str, tuple[int, int, int]] = {}
+    for c in colours:
+        if c not in cache:
+            cache[c] = tuple(int(v) for v in resolve_colour(c))
+    return [cache[c] for c in colours]
+
+
+def score_predictions(data: EvalData, preds: Sequence[np.ndarray], lpips_scorer=None) -> dict[str, np.ndarray]:
+    """Per-sample metrics ``{key: float64 [N]}`` for ``preds`` (uint8, one per sample, at the data's size).
+
+    ``lpips`` is NaN everywhere when ``lpips_scorer`` is None. Raises if LPIPS scoring itself fails.
+    """
+    n = len(data)
+    if len(preds) != n:
+        raise ValueError(f"got {len(preds)} predictions for {n} samples")
+    out = {k: np.full(n, np.nan) for k in METRIC_KEYS}
+    rgbs = _colour_rgbs(data.colours)
+    for i, (s, p) in enumerate(zip(data.samples, preds)):
+        one = _metrics.score_pair(s.input, np.asarray(p, dtype=np.uint8), s.target, rgbs[i])
+        for k, v in one.items():
+            out[k][i] = v
+    if lpips_scorer is not None:
+        groups: dict[tuple, list[int]] = {}
+        for i, s in enumerate(data.samples):
+            groups.setdefault(s.target.shape, []).append(i)
+        for idx in groups.values():
+            vals = lpips_scorer.score(np.stack([np.asarray(preds[i], np.uint8) for i in idx]),
+                                      np.stack([data.samples[i].target for i in idx]))
+            out["lpips"][idx] = vals
+    return out
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
+def summarize(per_sample: dict[str, np.ndarray], families: Sequence[str]) -> tuple[dict, dict]:
+    """(means over all samples, ``{family: means}``), NaNs ignored (``de_polygon`` of an empty polygon)."""
+    means = {k: _nanmean(v) for k, v in per_sample.items()}
+    fams = np.asarray(list(families))
+    by_family = {}
+    for f in dict.fromkeys(families):
+        sel = fams == f
+        by_family[f] = {k: _nanmean(np.asarray(v)[sel]) for k, v in per_sample.items()}
+        by_family[f]["n"] = int(sel.sum())
+    return means, by_family
+
+
+
+def score_model(ref: ModelRef, data: EvalData, lpips_scorer=None, *, backend: str = "auto", device: str = "cpu",
+                batch_size: int = 16, bf16: bool | None = None, text_encoders: dict | None = None,
+                threads: int | None = None,
+                progress: Callable[[int, int], None] | None = None, keep_predictions: bool = True) -> ModelResult:
+    """Load one found model, predict every sample, score. Errors come back as ``status="error"``."""
+    res = ModelResult(ref.name, "model", "error", source=str(ref.source))
+    try:
+        colorizer, note = models.load_colorizer(ref.source, backend, device, batch_size, bf16, text_encoders, threads)
+    except Exception as exc:  # noqa: BLE001 - report, keep scoring the others
+        res.message = f"{ref.name}: could not load {ref.source}: {type(exc).__name__}: {exc}"
+        return res
+    if note:
+        res.warnings.append(note)
+    meta = models.model_meta(colorizer, ref.source)
+    backend_obj = getattr(colorizer, "backend", None)
+    res.backend = getattr(backend_obj, "name", None) or backend
+    variant = meta.get("variant")
+    res.variant = variant.get("name") if isinstance(variant, dict) else (str(variant) if variant else None)
+    res.image_size = int(getattr(colorizer, "image_size", 0) or meta.get("image_size") or 0) or None
+    res.text_encoder = models.encoder_label(meta)
+    res.lpips_training, res.lpips_training_note = models.lpips_training(meta)
+    res.finished = models.finished(ref.source, meta)
+    res.step = meta.get("step")
+    res.total_steps = meta.get("total_steps")
+    res.params = models.param_count(colorizer, meta)
+    try:
+        colorizer.colorize([data.samples[0].input], [data.samples[0].colour])  # warm-up, not timed
+        t0 = time.perf_counter()
+        result = colorizer.colorize(data.inputs, data.colours, progress=progress)
+        dt = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001
+        res.message = f"{ref.name}: inference failed: {type(exc).__name__}: {exc}"
+        return res
+    preds = [np.asarray(p, dtype=np.uint8) for p in result.images]
+    res.inference_s = dt
+    res.images_per_s = len(data) / dt if dt > 0 else float("inf")
+    try:
+        per = score_predictions(data, preds, lpips_scorer)
+    except Exception as exc:  # noqa: BLE001 - LPIPS is the only part that can fail on valid images
+        if lpips_scorer is None:
+            raise
+        per = score_predictions(data, preds, None)
+        res.warnings.append(f"LPIPS failed ({type(exc).__name__}: {exc}); its cell is empty")
+    res.metrics, res.by_family = summarize(per, data.families)
+    res.per_sample = {k: v.tolist() for k, v in per.items()}
+    res.predictions = preds if keep_predictions else None
+    if res.finished is False:
+        res.status = "unfinished"
+        steps = f" (step {res.step}/{res.total_steps})" if res.step is not None and res.total_steps else ""
+        res.warnings.append(f"training not finished{steps}: scored as it stands")
+    else:
+        res.status = "ok"
+    return res
+
+
+def score_reference(data: EvalData, lpips_scorer=None, keep_predictions: bool = True,
+                    progress: Callable[[int, int], None] | None = None) -> ModelResult:
+    """The classical flood-fill row (``eval/baseline.py``): no parameters, no training."""
+    from .baseline import flood_fill_colorize
+
+    rgbs = _colour_rgbs(data.colours)
+    preds = []
+    t0 = time.perf_counter()
+    for i, s in enumerate(data.samples):
+        preds.append(flood_fill_colorize(s.input, rgbs[i]))
+        if progress is not None and ((i + 1) % 16 == 0 or i + 1 == len(data)):
+            progress(i + 1, len(data))
+    dt = time.perf_counter() - t0
+    per = score_predictions(data, preds, lpips_scorer)
+    means, by_family = summarize(per, data.families)
+    return ModelResult(REFERENCE_NAME, "reference", "ok", source="polycolor.eval.baseline.flood_fill_colorize",
+                       backend="numpy", params=0, images_per_s=len(data) / dt if dt > 0 else float("inf"),
+                       inference_s=dt, metrics=means, by_family=by_family,
+                       per_sample={k: v.tolist() for k, v in per.items()}, finished=None,
+                       predictions=preds if keep_predictions else None)
+
