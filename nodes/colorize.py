@@ -151,9 +151,14 @@ class PolycolorColorize:
                 "colour": ("STRING", {
                     "default": "cyan",
                     "multiline": True,
-                    "tooltip": "The fill colour: red, green, blue, yellow, cyan, magenta, purple, orange, any CSS "
-                               "name (teal, navy, ...) or #rrggbb. One line colours the whole batch; or give one "
-                               "line per image, in batch order.",
+                    "placeholder": "one colour for all images, e.g. cyan\n"
+                                   "or one line per image, in batch order\n"
+                                   "each a name or #rrggbb, e.g. #12ab34",
+                    "tooltip": "The fill colour. One line (e.g. cyan) colours every image in the batch; or one "
+                               "line per image, in batch order. Each line is a colour name or #rrggbb. Today's "
+                               "models know the study's 8 names reliably (red, green, blue, yellow, cyan, "
+                               "magenta, purple, orange); other CSS names and #rrggbb are accepted, but the "
+                               "fill may be off-colour.",
                 }),
             }
         }
