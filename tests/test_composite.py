@@ -1,0 +1,242 @@
+"""Composite output (polycolor_core/composite.py) and the user-input families (polycolor_core/families.py).
+
+A "perfect prediction" is the target letterboxed to the model's size: what a model that is right at its own
+resolution outputs. The composite must then give the true polygon at full resolution and leave the rest of
+the user's image bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polycolor.polycolor_core import families as fam
+from polycolor.polycolor_core.composite import composite, fill_mask, letterbox, unletterbox
+from polycolor.polycolor_core.data import parse_synthetic
+from polycolor.polycolor_core.synthetic import FAMILIES, check_families, make_sample
+
+S = 112  # the cpu-profile m8's working size
+
+
+def _true(inp, tgt):
+    return (inp != tgt).any(-1)
+
+
+def _iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def _drawing(h, w, width=4.0, paper=None, aa=False, jpeg=None, colour=(255, 0, 0)):
+    unit = fam._shapes.CANONICAL_SHAPES["octagon"]
+    m = min(h, w)
+    pts = fam._shapes.to_pixels(unit, m, 0.3) + np.array([(w - m) / 2, (h - m) / 2])
+    return fam.Drawing(h, w, pts, width, (0, 0, 0), paper, 3, aa, jpeg, colour, "red", "octagon")
+
+
+def _perfect(inp, tgt, size=S):
+    li, t = letterbox(inp, size)
+    lt, _ = letterbox(tgt, size, pad=t.pad)
+    return li, lt, t
+
+
+# ------------------------------------------------------------------------------------------ letterbox
+
+
+def test_letterbox_keeps_the_aspect_ratio_and_inverts():
+    img = np.full((384, 640, 3), 250, np.uint8)
+    img[100:200, 300:400] = 0
+    sq, t = letterbox(img, S)
+    assert sq.shape == (S, S, 3)
+    assert (t.ch, t.cw) == (67, 112) and t.top == (S - 67) // 2 and t.left == 0
+    assert t.pad == (250, 250, 250)
+    assert (sq[: t.top] == 250).all() and (sq[t.top + t.ch :] == 250).all()
+    back = unletterbox(sq, t)
+    assert back.shape == img.shape
+    # the dark square comes back where it was (no squash): its centre is dark, far corners are not
+    assert back[150, 350].max() < 60 and back[20, 20].min() > 240
+    m = unletterbox(np.ones((S, S), bool), t)
+    assert m.shape == (384, 640) and m.all()
+
+
+# ------------------------------------------------------------------------------------------ composite
+
+
+@pytest.mark.parametrize("hw", [(512, 512), (384, 640)])
+def test_own_size_unsquashed_background_bit_identical(hw):
+    h, w = hw
+    inp, tgt = fam.render(_drawing(h, w, paper=(246, 240, 228)))
+    li, lt, t = _perfect(inp, tgt)
+    out, mask, colour = composite(inp, lt, t, li)
+    assert out.shape == inp.shape and mask.shape == (h, w)
+    assert colour == (255, 0, 0)
+    true = _true(inp, tgt)
+    assert _iou(mask, true) == 1.0  # a squashed round trip would move the edges
+    assert np.array_equal(out[~mask], inp[~mask])  # every other pixel untouched (paper grain included)
+    assert np.array_equal(out[5, 5], inp[5, 5]) and np.array_equal(out[h - 3, w - 3], inp[h - 3, w - 3])
+    assert (out[true] == (255, 0, 0)).all()
+
+
+def test_outline_pixels_are_filled():
+    inp, tgt = fam.render(_drawing(300, 300, width=6.0))
+    li, lt, t = _perfect(inp, tgt)
+    out, mask, _ = composite(inp, lt, t, li)
+    outline = (inp < 50).all(-1)
+    assert outline.sum() > 500
+    assert mask[outline].all() and (out[outline] == (255, 0, 0)).all()
+
+
+@pytest.mark.parametrize("family", ["canonical", "pose", "shapes", "hires", "ink", "pens", "paper", "jpeg", "dark"])
+def test_perfect_prediction_gives_the_true_polygon(family):
+    ious = []
+    for i in range(4):
+        rng = np.random.default_rng([5, i])
+        s = fam.make_family_sample(rng, family, native=True) if family in fam.USER_FAMILIES else make_sample(rng, family)
+        li, lt, t = _perfect(s.input, s.target)
+        out, mask, _ = composite(s.input, lt, t, li)
+        true = _true(s.input, s.target)
+        ious.append(_iou(mask, true))
+        assert ((out != s.input).any(-1) & ~true).mean() <= 0.001  # background changed <= 0.1 %
+    exact = family in ("canonical", "pose", "shapes", "hires", "ink", "pens")
+    assert min(ious) == 1.0 if exact else min(ious) >= 0.99
+
+
+def test_noisy_blobby_prediction_still_gives_the_true_polygon():
+    rng = np.random.default_rng(0)
+    inp, tgt = fam.render(_drawing(400, 600, width=5.0))
+    li, lt, t = _perfect(inp, tgt)
+    pred = lt.astype(np.int16)
+    true_s = (li != lt).any(-1)
+    ys, xs = np.nonzero(true_s)
+    # a blob painted past the outline (touching the polygon), holes inside the fill, noise everywhere
+    cy, cx = ys.max(), int(xs.mean())
+    yy, xx = np.ogrid[:S, :S]
+    blob = (yy - cy) ** 2 + (xx - cx) ** 2 < 36
+    pred[blob] = (250, 10, 10)
+    holes = true_s & (rng.random((S, S)) < 0.05)
+    pred[holes] = li[holes]
+    pred += rng.integers(-8, 9, pred.shape)
+    pred = np.clip(pred, 0, 255).astype(np.uint8)
+    fm = fill_mask(inp, pred, t, li)
+    assert fm.method == "snapped"
+    assert _iou(fm.mask, _true(inp, tgt)) == 1.0
+    assert max(abs(a - b) for a, b in zip(fm.colour, (255, 0, 0))) <= 6
+    out, mask, _ = composite(inp, pred, t, li)
+    assert np.array_equal(out[~mask], inp[~mask])
+
+
+def test_open_outline_falls_back_to_the_model_mask():
+    inp, tgt = fam.render(_drawing(256, 256, width=3.0))
+    inp[:, 120:136] = 255  # cut the outline: a flood from outside now reaches the interior
+    li, lt, t = _perfect(inp, tgt)
+    fm = fill_mask(inp, lt, t, li)
+    assert fm.method == "model"
+    assert _iou(fm.mask, _true(inp, tgt)) > 0.9
+
+
+def test_no_fill_leaves_the_image_alone():
+    inp, _ = fam.render(_drawing(200, 300))
+    li, t = letterbox(inp, S)
+    out, mask, colour = composite(inp, li.copy(), t, li)
+    assert colour is None and not mask.any() and np.array_equal(out, inp)
+
+
+def test_same_size_prediction_and_bad_inputs():
+    s = make_sample(np.random.default_rng(1), "pose", 128)
+    out, mask, colour = composite(s.input, s.target)  # a prediction at the image's own size
+    assert _iou(mask, _true(s.input, s.target)) == 1.0
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        composite(s.input.astype(np.float32), s.target)
+    with pytest.raises(ValueError, match="square"):
+        composite(s.input, s.target[:, :100])
+
+
+def test_arbitrary_user_images_keep_their_size_and_pixels():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+    from polycolor.polycolor_core.imageio import coerce_image
+
+    @hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
+    @hypothesis.given(h=st.integers(3, 300), w=st.integers(3, 300), channels=st.sampled_from([0, 1, 3, 4]),
+                      seed=st.integers(0, 2**16), size=st.sampled_from([32, 112]))
+    def check(h, w, channels, seed, size):
+        rng = np.random.default_rng(seed)
+        shape = (h, w) if channels == 0 else (h, w, channels)
+        img, _ = coerce_image(rng.integers(0, 256, shape, dtype=np.uint8))
+        pred = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        out, mask, colour = composite(img, pred)
+        assert out.shape == img.shape and mask.shape == img.shape[:2]
+        assert np.array_equal(out[~mask], img[~mask])
+        if colour is not None:
+            assert (out[mask] == colour).all()
+
+    check()
+
+
+# ------------------------------------------------------------------------------------------ families
+
+
+def test_families_are_registered_as_data_specs():
+    assert set(fam.USER_FAMILIES) <= set(FAMILIES)
+    assert check_families("canonical+antialias+jpeg") == ("canonical", "antialias", "jpeg")
+    ds = parse_synthetic("synthetic:canonical+antialias+hires+user?n=8&seed=3&size=64").dataset()
+    got = [ds[i] for i in range(8)]
+    assert [s.family for s in got[:4]] == ["canonical", "antialias", "hires", "user"]
+    assert all(s.input.shape == s.target.shape == (64, 64, 3) for s in got)
+    again = ds[2]
+    assert np.array_equal(again.input, got[2].input) and np.array_equal(again.target, got[2].target)
+
+
+@pytest.mark.parametrize("family", fam.USER_FAMILIES)
+def test_family_renders_deterministically_with_a_fill(family):
+    a = fam.make_family_sample(np.random.default_rng([9, 4]), family, native=True)
+    b = fam.make_family_sample(np.random.default_rng([9, 4]), family, native=True)
+    assert np.array_equal(a.input, b.input) and np.array_equal(a.target, b.target)
+    true = _true(a.input, a.target)
+    assert 0.005 < true.mean() < 0.6
+    assert (a.target[true] == a.target[true][0]).all()  # a solid fill
+
+
+def _natives(family, n=12):
+    return [fam.make_family_sample(np.random.default_rng([11, i]), family, native=True) for i in range(n)]
+
+
+def test_hires_and_user_sizes_and_thicker_outlines():
+    for family in ("hires", "user"):
+        sizes = [s.input.shape[:2] for s in _natives(family)]
+        assert all(256 <= h <= 1024 and 256 <= w <= 1024 and 0.5 <= h / w <= 2 for h, w in sizes)
+        assert len(set(sizes)) > 6
+    d = [fam.draw(np.random.default_rng([11, i]), "hires", [("red", (255, 0, 0))]) for i in range(20)]
+    assert all(0.8 <= x.width / (min(x.h, x.w) / 128) <= 4.3 for x in d) and max(x.width for x in d) > 8
+
+
+def test_pens_cover_1_to_10_px():
+    widths = {fam.draw(np.random.default_rng([2, i]), "pens", [("red", (255, 0, 0))]).width for i in range(60)}
+    assert widths == set(float(v) for v in range(1, 11))
+
+
+def test_ink_colours_are_not_black():
+    for s in _natives("ink", 6):
+        ink = s.input[(s.input != 255).any(-1)]
+        dark = ink[ink.sum(-1) < ink.sum(-1).min() + 30]
+        assert dark.mean(0).max() > 60 or (dark.mean(0)[2] - dark.mean(0)[0]) > 40  # blue, grey or brown
+
+
+def test_jpeg_inputs_carry_artefacts_and_targets_keep_them():
+    for s in _natives("jpeg", 4):
+        true = _true(s.input, s.target)
+        bg = s.input[~true]
+        assert len(np.unique(bg.reshape(-1, 3), axis=0)) > 10  # a hard render has 1 background colour
+        assert np.array_equal(s.target[~true], s.input[~true])
+
+
+def test_paper_is_off_white_and_textured():
+    for s in _natives("paper", 6):
+        border = np.concatenate([s.input[:3].reshape(-1, 3), s.input[-3:].reshape(-1, 3)]).astype(float)
+        assert border.mean() < 252 and border.std(0).max() > 0.8
+        assert not (s.input == 255).all(-1).any()
+
+
+def test_antialias_has_intermediate_edge_values():
+    s = _natives("antialias", 1)[0]
+    levels = np.unique(s.input[..., 0])
+    assert len(levels) > 8  # a hard black-on-white render has 2
