@@ -13,10 +13,10 @@
 A sample is a deterministic function of the generator it is handed (``synthetic`` seeds it by (seed, index)).
 Every drawing has a *native* size; :func:`make_family_sample` with ``native=True`` renders it there (the
 leaderboard scores at the image's own resolution). With ``native=False`` (training, and any fixed-size
-``SyntheticDataset``) it is rendered as the model sees it at inference: letterboxed into ``size`` x ``size``
-(``composite.letterbox``): small drawings are rendered natively and letterboxed exactly as the Colorizer
-does; large ones are drawn straight at the reduced scale with 4x4 supersampling (what downscaling gives,
-without rendering 1024 px first; JPEG, if any, is then applied at that scale).
+``SyntheticDataset``) it is rendered as the model sees it at inference, letterboxed into ``size`` x ``size``
+(``composite.letterbox``, padded with the border colour): drawn straight at the reduced scale with 4x4
+supersampling (what downscaling gives, without rendering 1024 px first; JPEG, if any, is applied at that
+scale), so the target's fill stays solid at every size.
 
 Targets: every polygon pixel (interior and outline) in the fill colour, the rest of the input exactly as it
 is (JPEG artefacts and paper grain included). Anti-aliased edges: a pixel is in the polygon when at least half
@@ -210,9 +210,7 @@ def make_family_sample(rng: np.random.Generator, family: str, size: int = 128,
     if native:
         inp, tgt = render(d)
     else:
-        scale = size / max(d.h, d.w)
-        small = d.h * d.w <= 512 * 512  # cheap: render natively, then letterbox exactly as inference does
-        inp, tgt = render(d, 1.0 if small else scale)
+        inp, tgt = render(d, size / max(d.h, d.w))  # long side = size: letterbox only pads
         inp, t = letterbox(inp, size)
         tgt, _ = letterbox(tgt, size, pad=t.pad)
     stem = "".join(ch for ch in d.colour_name if ch.isalnum()) or "colour"

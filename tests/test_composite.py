@@ -240,3 +240,18 @@ def test_antialias_has_intermediate_edge_values():
     s = _natives("antialias", 1)[0]
     levels = np.unique(s.input[..., 0])
     assert len(levels) > 8  # a hard black-on-white render has 2
+
+
+@pytest.mark.parametrize("size", [32, 128])
+def test_family_fill_regions_are_one_solid_polygon_at_every_size(size):
+    from scipy import ndimage
+
+    from polycolor.polycolor_core.colours import resolve_colour
+    from polycolor.polycolor_core.synthetic import SyntheticDataset
+
+    for s in SyntheticDataset(fam.USER_FAMILIES, n=14, seed=4, size=size):
+        assert s.input.shape == s.target.shape == (size, size, 3) and s.input.dtype == np.uint8
+        region = _true(s.input, s.target)
+        assert (s.target[region] == resolve_colour(s.colour)).all(), s.name  # exact colour, solid
+        _, n = ndimage.label(region, structure=np.ones((3, 3), bool))
+        assert n == 1 and np.array_equal(ndimage.binary_fill_holes(region), region), s.name
