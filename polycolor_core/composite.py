@@ -31,7 +31,7 @@ from PIL import Image
 from .imageio import resize_image
 
 __all__ = ["Letterbox", "letterbox", "unletterbox", "border_colour", "model_mask", "ink_mask", "snap_to_outline",
-           "fill_mask", "composite", "paint", "Composite", "FillMask"]
+           "fill_mask", "composite", "paint", "Composite", "FillMask", "OUTPUTS", "check_output", "finish"]
 
 
 # --------------------------------------------------------------------------------------------- letterbox
@@ -301,4 +301,28 @@ def composite(input_full: np.ndarray, pred: np.ndarray, transform: Letterbox | N
     """(out uint8 ``[H,W,3]``, mask bool ``[H,W]``, colour) - a solid fill of the model's colour over its
     full-resolution mask, the rest of ``input_full`` untouched. Arguments as :func:`fill_mask`."""
     fm = fill_mask(input_full, pred, transform, model_input, snap)
+    return Composite(paint(input_full, fm.mask, fm.colour), fm.mask, fm.colour)
+
+
+OUTPUTS = ("composite", "raw")
+"""What inference returns: ``composite`` (the default: a solid fill over the user's own image, everything else
+untouched) or ``raw`` (the model's whole output, unletterboxed to the input's size: the study's figures)."""
+
+
+def check_output(output: str) -> str:
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)} (composite: the fill pasted into your own "
+                         f"image, raw: the model's whole picture), got {output!r}")
+    return output
+
+
+def finish(input_full: np.ndarray, pred: np.ndarray, transform: Letterbox, model_input: np.ndarray,
+           output: str = "composite") -> Composite:
+    """The one place inference turns a model output into what the user gets. ``pred`` uint8 ``[s,s,3]`` is the
+    model's output on ``model_input`` (= ``letterbox(input_full, s)``). ``composite`` -> :func:`composite`;
+    ``raw`` -> the model's picture unletterboxed to ``[H,W,3]``, with the same mask and colour a composite
+    would use (so a MASK output is the same in both modes)."""
+    fm = fill_mask(input_full, pred, transform, model_input)
+    if check_output(output) == "raw":
+        return Composite(unletterbox(pred, transform), fm.mask, fm.colour)
     return Composite(paint(input_full, fm.mask, fm.colour), fm.mask, fm.colour)

@@ -255,3 +255,21 @@ def test_family_fill_regions_are_one_solid_polygon_at_every_size(size):
         assert (s.target[region] == resolve_colour(s.colour)).all(), s.name  # exact colour, solid
         _, n = ndimage.label(region, structure=np.ones((3, 3), bool))
         assert n == 1 and np.array_equal(ndimage.binary_fill_holes(region), region), s.name
+
+
+def test_finish_raw_is_unsquashed_with_the_composite_mask():
+    from polycolor.polycolor_core.composite import check_output, finish
+
+    inp, tgt = fam.render(_drawing(384, 640, width=5.0))
+    li, lt, t = _perfect(inp, tgt)
+    comp = finish(inp, lt, t, li, "composite")
+    raw = finish(inp, lt, t, li, "raw")
+    assert raw.image.shape == comp.image.shape == inp.shape
+    assert np.array_equal(raw.mask, comp.mask) and raw.colour == comp.colour
+    assert _iou(comp.mask, _true(inp, tgt)) == 1.0
+    # the raw picture is the model's 112 px output scaled back: right place (no squash), soft edges
+    true = _true(inp, tgt)
+    assert (np.abs(raw.image.astype(int) - tgt.astype(int)).max(-1) < 40).mean() > 0.97
+    assert np.abs(raw.image[true].astype(int) - (255, 0, 0)).max(-1).mean() < 30
+    with pytest.raises(ValueError, match="composite, raw"):
+        check_output("blend")
