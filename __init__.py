@@ -6,7 +6,7 @@ cheap and side-effect free (no torch, no model loading): ComfyUI imports every p
 ComfyUI asks for ``NODE_CLASS_MAPPINGS``.
 """
 
-__version__ = "0.1.0"
+from .polycolor_core import __version__
 
 __all__ = ["__version__", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "Colorizer"]
 

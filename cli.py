@@ -16,6 +16,9 @@ from pathlib import Path
 
 import click
 
+from .polycolor_core.devices import BACKENDS
+from .polycolor_core.precision import PRECISIONS
+
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=110)
 
 
@@ -72,52 +75,79 @@ def data_make(out: Path, n: int, family: str, seed: int, size: int, colours: str
 # --- train -------------------------------------------------------------------------------------------------
 
 
+def train_config_options(func):
+    """One click option per ``TrainConfig`` field (its help text, type and choices), litgpt style.
+
+    Every option defaults to None, meaning "the profile's value" (``config_from_profile`` ignores None).
+    Older spellings stay: ``--bf16/--no-bf16`` (-> ``--precision bf16/fp32``), ``--drop-lpips`` (-> ``--lpips drop``).
+    """
+    import dataclasses
+    import typing
+
+    from .polycolor_core.trainconfig import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    options = []
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if meta.get("cli", True) is False:
+            continue
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        kw: dict = {"default": None, "help": meta.get("help", "")}
+        if meta.get("metavar"):
+            kw["metavar"] = meta["metavar"]
+        if kind is bool:
+            decls = [f"{flag}/--no-{flag[2:]}", f.name]
+        else:
+            decls = [flag, f.name]
+            if meta.get("choices"):
+                kw["type"] = click.Choice(list(meta["choices"]))
+            elif meta.get("parse") is None and kind in (int, float):
+                kw["type"] = kind
+        options.append(click.option(*decls, **kw))
+    options.append(click.option("--bf16/--no-bf16", "bf16", default=None, hidden=True,
+                                help="Deprecated: --precision bf16 / --precision fp32."))
+    options.append(click.option("--drop-lpips", is_flag=True, default=None,
+                                help="Train without the LPIPS term (= --lpips drop; recorded in the checkpoint and reports)."))
+    for opt in reversed(options):
+        func = opt(func)
+    return func
+
+
 @main.command(context_settings=CONTEXT)
 @click.argument("variant")
 @click.option("--profile", default="cpu", show_default=True, help="Settings bundle: report (the study's, GPU), cpu, tiny.")
-@click.option("--data", "data_spec", default=None,
-              help="Training data: synthetic:FAM+FAM, folder:PATH (original layout), hf:ID_OR_PATH, or a path.")
-@click.option("--text-encoder", default=None, help="minilm-l6 (offline default), clip-vit-b32[:DIR], test-tiny-random.")
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Run folder [default: runs/VARIANT].")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last checkpoint, exactly.")
-@click.option("--epochs", type=int, default=None, help="Override the variant's epoch count.")
-@click.option("--samples-per-epoch", type=int, default=None, help="Generated pairs per epoch.")
-@click.option("--image-size", type=int, default=None, help="Working resolution of the model.")
-@click.option("--size-schedule", default=None, metavar="SIZE:SHARE,...",
-              help="Progressive resizing: train these shares of the steps at smaller sizes first, e.g. 32:0.6,64:0.25 "
-                   "(the rest at --image-size). Use '' to turn off the profile's schedule.")
-@click.option("--ssim-warmup", type=float, default=None, metavar="SHARE",
-              help="Ramp the SSIM loss weight in from 0 over this share of the steps (cpu profile: 0.5; 0 = the study's "
-                   "constant weight).")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr", type=float, default=None, help="Peak learning rate (AdamW).")
-@click.option("--seed", type=int, default=None)
-@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (fast on CPUs with avx512_bf16/AMX, and GPUs).")
-@click.option("--drop-lpips", is_flag=True, help="Train without the LPIPS term (recorded in the checkpoint and reports).")
-@click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ...")
-def train(variant, profile, data_spec, text_encoder, out, resume, epochs, samples_per_epoch, image_size, size_schedule,
-          ssim_warmup, batch_size, lr, seed, bf16, drop_lpips, device) -> None:
+@train_config_options
+def train(variant, profile, resume, bf16, drop_lpips, **settings) -> None:
     """Train VARIANT (m1..m8) with the study's loss, optimiser and schedule.
 
+    Every TrainConfig field is an option; unset options take the profile's value
+    (`polycolor reproduce --list-profiles` shows them).
     Writes RUN/checkpoint (safetensors + config.json), RUN/metrics.jsonl and RUN/samples/epoch_NNN.png.
     Multi-GPU / multi-node: `torchrun --nproc_per_node 4 -m polycolor.cli train m8 ...`.
 
     Example: polycolor train m8 --profile cpu --out runs/m8
     """
+    import dataclasses
+
     from .polycolor_core.losses import LpipsUnavailable
     from .polycolor_core.text import TextEncoderUnavailable
-    from .polycolor_core.train import config_from_profile, parse_size_schedule, train as run_train
+    from .polycolor_core.train import config_from_profile, train as run_train
+    from .polycolor_core.trainconfig import TrainConfig
     from .polycolor_core.variants import get_variant
 
     try:
         name = get_variant(variant).name
-        schedule = None if size_schedule is None else parse_size_schedule(size_schedule)
-        cfg = config_from_profile(
-            name, profile, out=out or f"runs/{name}", data=data_spec, text_encoder=text_encoder, epochs=epochs,
-            samples_per_epoch=samples_per_epoch, image_size=image_size, size_schedule=schedule,
-            ssim_warmup_frac=ssim_warmup, batch_size=batch_size, lr=lr, seed=seed,
-            bf16=bf16, device=device, lpips="drop" if drop_lpips else None,
-        )
+        parsers = {f.name: f.metadata["parse"] for f in dataclasses.fields(TrainConfig) if f.metadata.get("parse")}
+        values = {k: (parsers[k](v) if k in parsers and v is not None else v) for k, v in settings.items()}
+        if bf16 is not None and values.get("precision") is None:
+            values["precision"] = "bf16" if bf16 else "fp32"
+        if drop_lpips:
+            values["lpips"] = "drop"
+        values["out"] = values.get("out") or f"runs/{name}"
+        cfg = config_from_profile(name, profile, **values)
         ckpt = run_train(cfg, resume=resume).checkpoint
     except (LpipsUnavailable, TextEncoderUnavailable, ValueError, FileNotFoundError) as exc:
         _fail(str(exc), 2)
@@ -181,10 +211,12 @@ def export(model: Path, out: Path, fp16: bool, with_text_encoder: bool, colours:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--colour", default=None,
               help="Colour for every image (needed for a plain folder of images); 'red,blue' colours each image twice.")
-@click.option("--backend", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="auto", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default="auto", show_default=True,
+              help="torch backend: auto = bf16 only where the hardware has native bf16, else fp32.")
 @click.option("--batch-size", default=16, show_default=True)
-def infer(model: Path, data_path: Path, out: Path, colour, backend, device, batch_size) -> None:
+def infer(model: Path, data_path: Path, out: Path, colour, backend, device, precision, batch_size) -> None:
     """Colour every image in --data with MODEL (a run, checkpoint or ONNX export folder).
 
     Outputs keep the data.json `output_image` names; bad items are skipped and listed in OUT/report.json.
@@ -195,7 +227,7 @@ def infer(model: Path, data_path: Path, out: Path, colour, backend, device, batc
 
     try:
         report = colorize_dataset(model, data_path, out, colour=colour, backend=backend, device=device,
-                                  batch_size=batch_size, progress=True)
+                                  precision=precision, batch_size=batch_size, progress=True)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc), 2)
     click.echo(f"wrote {len(report['written'])} images to {out} ({report.get('backend', '')}); "

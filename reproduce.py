@@ -86,12 +86,13 @@ def plan_jobs(jobs: int | None, n_models: int, profile: str) -> tuple[int, int]:
 def estimated_cost(name: str, profile: str) -> float:
     """A rough relative training cost (steps x pixels x sqrt(parameters)), to start the longest runs first."""
     from .polycolor_core.model import count_parameters, create_model
+    from .polycolor_core.text import text_dim
 
     cfg = config_from_profile(name, profile)
     variant = get_variant(name).tiny() if cfg.tiny_model else get_variant(name)
     steps = max(1, cfg.samples_per_epoch // cfg.batch_size) * cfg.resolved_epochs()
     pixels = sum((end - start) * size * size for size, start, end in stage_bounds(cfg, steps))
-    return pixels * count_parameters(create_model(variant, 384, device="meta")) ** 0.5  # 384: any width will do
+    return pixels * count_parameters(create_model(variant, text_dim(cfg.text_encoder), device="meta")) ** 0.5
 
 
 class _QueueProgress:
@@ -201,40 +202,56 @@ def plot_loss_curves(runs: Path, models: list[str], dest: Path) -> Path | None:
 
 
 def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
-    """Plain statements of every way this run differs from the study's setup, from each model's saved settings."""
+    """Plain statements of every way this run differs from the study's setup (the ``report`` profile), from
+    each model's saved settings (``ModelInfo``); the profile's settings stand in for a model not trained yet."""
+    from .polycolor_core.modelinfo import ModelInfo
+
     notes: list[str] = []
     prof = get_profile(profile)
+    study = get_profile("report").train
     for name in models:
-        ck = runs / name / "checkpoint" / "config.json"
-        meta = json.loads(ck.read_text()) if ck.exists() else {}
+        info = ModelInfo.find(runs / name)
         # a model's own saved settings win; the profile's are the fallback for a model with no checkpoint yet
-        t = meta.get("train_config") or profile_train_settings(prof, name)
-        weights = meta.get("loss_weights") or dataclasses.asdict(get_variant(name).loss)
-        notes += [f"{name}: {n}" for n in _setting_notes(t, has_ssim=weights.get("ssim", 0) > 0)]
-        if meta.get("lpips_dropped"):
-            notes.append(f"{name}: {meta.get('lpips_note') or 'LPIPS term dropped'}")
-        enc = meta.get("text_encoder", {}).get("name")
-        if enc and enc != "clip-vit-b32":
-            notes.append(f"{name}: text encoder {enc} ({meta['text_encoder']['dim']}-d) instead of CLIP ViT-B/32 "
-                         "(CLIP weights need a download; see `polycolor train --help`).")
+        t = (info.train_config if info is not None else {}) or profile_train_settings(prof, name)
+        weights = (info.loss_weights if info is not None else None) or dataclasses.asdict(get_variant(name).loss)
+        precision = info.precision if info is not None else None
+        notes += [f"{name}: {n}" for n in _setting_notes(t, has_ssim=weights.get("ssim", 0) > 0,
+                                                         precision=precision)]
+        if info is None:
+            continue
+        if info.lpips_dropped:
+            notes.append(f"{name}: {info.lpips_note or 'LPIPS term dropped'}")
+        enc = info.text_encoder.name
+        study_enc = str(study.get("text_encoder", "clip-vit-b32")).split(":", 1)[0]
+        if enc and enc != study_enc:
+            notes.append(f"{name}: text encoder {enc} ({info.text_encoder.dim}-d) instead of CLIP ViT-B/32 "
+                         f"(the `report` profile's {study_enc}; CLIP weights need a download; see `polycolor train "
+                         "--help`).")
     return _dedupe_model_notes(notes, models)
 
 
-def _setting_notes(t: dict, has_ssim: bool = True) -> list[str]:
+def _setting_notes(t: dict, has_ssim: bool = True, precision: str | None = None) -> list[str]:
+    """Deviations of one model's settings ``t`` from the study's (``PROFILES["report"]``)."""
+    study = get_profile("report").train
+    size, lr, batch = study["image_size"], study["lr"], study["batch_size"]
     notes = []
-    if t.get("image_size", 128) != 128:
-        notes.append(f"works at {t['image_size']} px (the study: 128 px); the leaderboard scores at 128 px by "
+    if t.get("image_size", size) != size:
+        notes.append(f"works at {t['image_size']} px (the study: {size} px); the leaderboard scores at 128 px by "
                      "resizing inputs down and predictions back up.")
     if t.get("size_schedule"):
-        stages = ", ".join(f"{share:.0%} at {size} px" for size, share in t["size_schedule"])
+        stages = ", ".join(f"{share:.0%} at {sz} px" for sz, share in t["size_schedule"])
         notes.append(f"progressive resizing: {stages}, the rest at {t['image_size']} px (the study: every step at "
-                     "128 px), each stage with its own warm-up/cosine.")
-    if t.get("lr", 1e-4) != 1e-4:
-        notes.append(f"peak learning rate {t['lr']:g} (the study: 1e-4), to converge within the CPU budget.")
-    if t.get("batch_size", 16) != 16:
-        notes.append(f"batch size {t['batch_size']} (the `report` profile: 16): more optimiser steps in the CPU budget.")
-    if t.get("bf16"):
-        notes.append("bf16 autocast in training (the study: fp32).")
+                     f"{size} px), each stage with its own warm-up/cosine.")
+    if t.get("lr", lr) != lr:
+        notes.append(f"peak learning rate {t['lr']:g} (the study: {lr:g}), to converge within the CPU budget.")
+    if t.get("batch_size", batch) != batch:
+        notes.append(f"batch size {t['batch_size']} (the `report` profile: {batch}): more optimiser steps in the CPU "
+                     "budget.")
+    if precision is None and t.get("bf16"):  # settings of a run written before `precision`
+        precision = "bf16"
+    if precision is not None and precision != study.get("precision", "fp32"):
+        why = " (chosen by precision 'auto': this hardware has native bf16)" if t.get("precision") == "auto" else ""
+        notes.append(f"{precision} autocast in training{why} (the study: {study.get('precision', 'fp32')}).")
     if t.get("ssim_warmup_frac") and has_ssim:
         notes.append(f"the SSIM term's weight ramps from 0 to its value over the first {t['ssim_warmup_frac']:.0%} of "
                      "the steps (the study: constant). Short runs with SSIM at full weight from step 0 stall with "
@@ -295,7 +312,8 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
 
 def write_report(out: Path, profile: str, models: list[str], board, curves: Path | None, notes: list[str],
                  runs: Path, train_seconds: dict[str, float], seconds: float) -> Path:
-    from . import __version__
+    from .polycolor_core import __version__
+    from .polycolor_core.modelinfo import ModelInfo
     from .eval.report import family_markdown_table, markdown_table
 
     prof = get_profile(profile)
@@ -342,14 +360,17 @@ def write_report(out: Path, profile: str, models: list[str], board, curves: Path
     ]
     if curves is not None:
         lines += ["Loss curves:", "", f"![loss curves]({curves.name})", ""]
-    lines += ["## Per-model training", "", "| model | epochs | steps | train time (s) | last loss | val ΔE76 polygon | sample grids |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["## Per-model training", "",
+              "| model | epochs | steps | precision | train time (s) | last loss | val ΔE76 polygon | sample grids |",
+              "|---|---|---|---|---|---|---|---|"]
     for name in models:
         rows = read_metrics(runs / name)
         grids = sorted((runs / name / "samples").glob("epoch_*.png"))
         links = " ".join(f"[{g.stem.split('_')[1]}]({g.relative_to(out).as_posix()})" for g in grids)
         last = rows[-1] if rows else {}
+        info = ModelInfo.find(runs / name)
         lines.append(f"| {name} | {last.get('epoch', '-')} | {last.get('step', '-')} | "
+                     f"{info.precision if info else '-'} | "
                      f"{train_seconds.get(name, float('nan')):.0f} | {last.get('loss', float('nan')):.4f} | "
                      f"{last.get('val_de76_polygon', float('nan')):.2f} | {links} |")
     lines += ["", "Each model's last sample grid (input | prediction | target):", ""]
@@ -361,6 +382,7 @@ def write_report(out: Path, profile: str, models: list[str], board, curves: Path
     report = out / "report.md"
     report.write_text("\n".join(lines))
     summary = {"profile": profile, "models": models, "seconds": seconds, "train_seconds": train_seconds,
+               "precision": {m: (i.precision if (i := ModelInfo.find(runs / m)) else None) for m in models},
                "deviations": notes, "leaderboard": board.to_dict(),
                "training": {m: read_metrics(runs / m) for m in models}}
     (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -26,7 +26,7 @@ import torch
 
 from polycolor.eval.metrics import score_batch
 from polycolor.polycolor_core.colours import resolve_colour
-from polycolor.polycolor_core.inference import Colorizer
+from polycolor.export.colorizer import Colorizer
 from polycolor.polycolor_core.synthetic import SyntheticDataset
 from polycolor.polycolor_core.train import config_from_profile, parse_size_schedule, train
 
@@ -36,7 +36,7 @@ PROTOTYPE = {"minutes": 4.0, "de_polygon": 1.1, "iou": 0.975}  # issue 3: throwa
 
 
 def score(run_dir: Path, family: str, n: int, size: int = 128) -> dict:
-    colorizer = Colorizer.from_checkpoint(run_dir)
+    colorizer = Colorizer.from_pretrained(run_dir, backend="torch", device="cpu", precision="auto")
     ds = SyntheticDataset(families=(family,), n=n, seed=EVAL_SEED, size=size)
     samples = list(ds)
     preds = colorizer([s.input for s in samples], [s.colour for s in samples])
@@ -83,7 +83,7 @@ def main() -> None:
         met = q["de_polygon"] <= TARGET_DE and q["iou"] >= TARGET_IOU
         rows.append({"samples_per_epoch": spe, "seed": seed, "steps": result.step, "train_minutes": minutes, **q, "met": met,
                      "config": {k: getattr(cfg, k) for k in ("image_size", "size_schedule", "batch_size", "lr",
-                                                             "later_stage_lr_scale", "ssim_warmup_frac", "bf16", "data", "text_encoder",
+                                                             "later_stage_lr_scale", "ssim_warmup_frac", "precision", "data", "text_encoder",
                                                              "epochs")}})
 
     print(f"\n{args.variant} on {args.data}, scored on {args.eval_n} held-out '{args.family}' samples at 128 px "

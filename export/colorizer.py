@@ -1,17 +1,20 @@
-"""``polycolor.Colorizer``: the core's Colorizer plus ``from_pretrained`` for checkpoints and ONNX exports.
+"""``polycolor.Colorizer``: the one inference front end, for checkpoints and ONNX exports alike.
 
     from polycolor import Colorizer
     col = Colorizer.from_pretrained("runs/m1")          # a run folder or checkpoint -> PyTorch
     col = Colorizer.from_pretrained("exports/m1")       # an export folder (manifest.json) -> onnxruntime
     images = col(["a.png", pil_image, uint8_array], "cyan")
 
-Both backends share the core front (input coercion, resizing to the model size and back, batching, one
-embedding per distinct colour), so they return the same images up to float rounding.
+The Colorizer does what must not differ between backends: turning PIL images / arrays / tensors / paths into
+RGB (``imageio.coerce_image``), checking colour names, resizing to the model's working size and back,
+chunking any batch, and embedding each distinct colour once (``text.CachedTextEncoder``: the export's
+precomputed table and/or a text encoder, cached by ``colour_key``). A *backend* only maps float32 images
+[B,3,S,S] + embeddings [B,L,D] to float32 images [B,3,S,S]: ``torch_backend.TorchBackend`` (fp32/bf16, the
+fast CPU path as a setting) or ``ort_backend.OrtBackend`` (onnxruntime).
 
-Colour embeddings for ONNX exports: names in the export's precomputed colour table are looked up; any other
-name is encoded once by the exported text encoder and cached. An export without a text encoder (the test
-encoder, or ``with_text_encoder=False``) accepts only the table's names and raises ``UnknownColourError``
-for the rest.
+What a folder holds is read once, by ``ModelInfo.read`` (``col.info``). An export without a text encoder
+(the test encoder, or ``with_text_encoder=False``) accepts only its table's names and raises
+``UnknownColourError`` for the rest.
 """
 
 from __future__ import annotations
@@ -20,294 +23,205 @@ import atexit
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Protocol
 
 import numpy as np
 
-from ..polycolor_core.colours import UnknownColourError
-from ..polycolor_core.inference import Colorizer as _CoreColorizer
-from ..polycolor_core.inference import EmbeddingTable, EncoderEmbeddings, TorchBackend, cpu_has_native_bf16
-from .config import COLOUR_TABLE_FILE, EXPORTABLE_TEXT_ENCODERS, UNET_FILE, UNET_FP16_FILE, is_export_dir, read_manifest
+from ..polycolor_core.colours import UnknownColourError, resolve_colour
+from ..polycolor_core.devices import BACKENDS, check_backend, ort_has_gpu, resolve_device
+from ..polycolor_core.imageio import coerce_image, resize_image
+from ..polycolor_core.modelinfo import ModelInfo
+from ..polycolor_core.precision import cpu_has_native_bf16, from_bf16_flag, resolve_precision
+from ..polycolor_core.text import CachedTextEncoder
+from .config import COLOUR_TABLE_FILE, EXPORTABLE_TEXT_ENCODERS, UNET_FILE, UNET_FP16_FILE, validate_manifest
 
 log = logging.getLogger("polycolor")
 
-__all__ = ["Colorizer", "OnnxEmbeddings", "UnknownColourError", "cpu_has_native_bf16", "default_bf16"]
-
-BACKENDS = ("auto", "onnx", "torch")
-CPU_MICRO_BATCH = 4  # CpuTorchBackend slices larger batches: 14-34% faster at batch 8-32 (benchmarks/infer_speed.py)
+__all__ = ["BACKENDS", "ColorizeResult", "Colorizer", "UnknownColourError", "cpu_has_native_bf16", "default_bf16"]
 
 
 def default_bf16(device: str) -> bool:
-    """The ``bf16=None`` choice of ``from_pretrained``: bf16 autocast + channels_last on CPUs with native bf16.
-
-    Together with ``CpuTorchBackend`` (short-key attention, bf16 weights, micro-batches) it is 1.7-3x faster
-    than fp32 eager and 1.2-1.6x faster than onnxruntime fp32 on this project's reference CPU (AVX512-BF16,
-    2 cores: m1 at 128 px 9.3 / 11.0 / 10.6 img/s at batch 1 / 8 / 32), with outputs within mean CIEDE2000
-    0.21-0.26 of fp32 (benchmarks/infer_speed.py measures both). Without native bf16 the emulated bf16 is
-    slower than fp32, so fp32 is kept; on GPUs too (the model is small).
-    """
-    return str(device).startswith("cpu") and cpu_has_native_bf16()
+    """What ``precision="auto"`` gives the torch backend on ``device`` (``precision.resolve_precision``)."""
+    return resolve_precision("auto", device) == "bf16"
 
 
-# ------------------------------------------------------------------------------------------- CPU fast path
-class ShortKeyAttnProcessor:
-    """Cross-attention to a short prompt (the 8-token colour name) computed the way CPUs like it.
-
-    Numerically the same attention as diffusers' ``AttnProcessor2_0`` (fp32: within 1e-6), but the scores are
-    laid out [B*heads, keys, pixels] so the softmax runs over 8 rows of contiguous pixels instead of millions
-    of 8-element rows; under bf16 autocast the softmax stays in bf16. PyTorch's CPU flash-attention kernel
-    spends ~20% of the bf16 UNet's time on these tiny attentions; this takes it to ~5%. Anything else (long
-    keys: the mid block's self-attention, masks, q/k norms) goes to ``AttnProcessor2_0`` unchanged.
-    """
-
-    max_keys = 64
-
-    def __init__(self):
-        from diffusers.models.attention_processor import AttnProcessor2_0
-
-        self.fallback = AttnProcessor2_0()
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
-        import torch
-
-        if (encoder_hidden_states is None or encoder_hidden_states.ndim != 3 or attention_mask is not None
-                or encoder_hidden_states.shape[1] > self.max_keys or args or kwargs
-                or getattr(attn, "spatial_norm", None) is not None or getattr(attn, "norm_q", None) is not None
-                or getattr(attn, "norm_k", None) is not None):
-            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
-        residual = hidden_states
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            b4, c4, h4, w4 = hidden_states.shape
-            hidden_states = hidden_states.view(b4, c4, h4 * w4).transpose(1, 2)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        query = attn.to_q(hidden_states)
-        if attn.norm_cross:
-            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
-        key = attn.to_k(encoder_hidden_states)
-        value = attn.to_v(encoder_hidden_states)
-        b, n, _ = query.shape
-        heads, lk = attn.heads, key.shape[1]
-        d = key.shape[-1] // heads
-        q = query.view(b, n, heads, d).transpose(1, 2).reshape(b * heads, n, d)
-        k = key.view(b, lk, heads, d).transpose(1, 2).reshape(b * heads, lk, d)
-        v = value.view(b, lk, heads, d).transpose(1, 2).reshape(b * heads, lk, d)
-        scores = torch.baddbmm(torch.empty(b * heads, lk, n, dtype=q.dtype, device=q.device), k, q.transpose(1, 2),
-                               beta=0, alpha=d ** -0.5)  # [B*h, keys, pixels]
-        with torch.autocast(q.device.type, enabled=False):
-            probs = torch.softmax(scores, dim=1)
-        out = torch.bmm(probs.transpose(1, 2), v.to(probs.dtype))  # [B*h, pixels, d]
-        out = out.view(b, heads, n, d).transpose(1, 2).reshape(b, n, heads * d).to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if input_ndim == 4:
-            out = out.transpose(-1, -2).reshape(b4, c4, h4, w4)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
-
-
-def use_short_key_attention(model) -> None:
-    """Switch every attention of a PolyColorNet to ``ShortKeyAttnProcessor`` (the CPU fast path)."""
-    model.unet.set_attn_processor(ShortKeyAttnProcessor())
-
-
-class CpuTorchBackend(TorchBackend):
-    """The core ``TorchBackend`` tuned for CPUs (same results: see ``ShortKeyAttnProcessor``).
-
-    - short-key cross-attention (fp32 and bf16);
-    - bf16: bf16 autocast + channels_last (the core's path), with the Conv2d/Linear weights stored in bf16 so
-      autocast does not re-cast them on every call (autocast would cast them to bf16 anyway: same numbers);
-      the norms keep fp32 weights;
-    - ``micro_batch``: larger batches are run in slices of this many images (keeps activations in cache).
-    """
-
-    def __init__(self, model, device="cpu", bf16: bool = False, micro_batch: int | None = None):
-        import torch
-
-        super().__init__(model, device, bf16)
-        use_short_key_attention(self.model)
-        if bf16:
-            for mod in self.model.modules():
-                if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
-                    mod.to(torch.bfloat16)
-        self.micro_batch = micro_batch
+class Backend(Protocol):
+    name: str
 
     def run(self, images: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
-        mb = self.micro_batch
-        if not mb or len(images) <= mb:
-            return super().run(images, embeddings)
-        return np.concatenate([super(CpuTorchBackend, self).run(images[i : i + mb], embeddings[i : i + mb])
-                               for i in range(0, len(images), mb)])
+        """float32 [B,3,S,S] 0..1 + float32 [B,L,D] -> float32 [B,3,S,S] 0..1."""
 
 
-class _CountingEncoder:
-    """Wraps a torch text encoder so ``CachedTextEncoder`` hits can be verified: counts prompts encoded."""
-
-    def __init__(self, encoder):
-        self.encoder = encoder
-        self.spec = encoder.spec
-        self.encoded = 0
-
-    def encode(self, prompts):
-        self.encoded += len(prompts)
-        return self.encoder.encode(prompts)
+@dataclass
+class ColorizeResult:
+    images: list[np.ndarray]  # RGB uint8 [H,W,3], each at its input's size
+    notes: list[str] = field(default_factory=list)  # conversions and resizes that happened
 
 
-class OnnxEmbeddings:
-    """Colour name -> [L,D]: the precomputed table first, else the ONNX text encoder (once per name)."""
+class Colorizer:
+    """``colorizer(images, colours) -> list of RGB uint8 images``, for any backend.
 
-    def __init__(self, table: dict[str, np.ndarray], encoder=None, hint: str = ""):
-        self.table = EmbeddingTable(table)
-        self.encoder = encoder
-        self.hint = hint or "re-export the model with its text encoder or with --colour-table NAME,... to add names"
-        self.cache: dict[str, np.ndarray] = {}
+    images: one image or a sequence (PIL, numpy, torch incl. ComfyUI [B,H,W,C] floats, path); colours: one
+    name for all, or one per image.
+    """
 
-    @property
-    def calls(self) -> int:
-        """Encoder runs (0 while every colour asked for is in the table)."""
-        return self.encoder.calls if self.encoder is not None else 0
+    def __init__(self, backend: Backend, embeddings: CachedTextEncoder, image_size: int, batch_size: int = 16,
+                 meta: dict | None = None, size_policy: str = "resize", info: ModelInfo | None = None,
+                 source: str = ""):
+        if size_policy not in ("resize", "refuse"):
+            raise ValueError("size_policy must be 'resize' (to the model size and back) or 'refuse'")
+        self.backend = backend
+        self.embeddings = embeddings
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.info = info
+        self.meta = meta if meta is not None else (info.meta if info is not None else {})
+        self.size_policy = size_policy
+        self.source = source
 
-    @property
-    def encoded(self) -> int:
-        """Colour names the encoder has encoded: each distinct name outside the table exactly once."""
-        return self.encoder.encoded if self.encoder is not None else 0
+    # -- inputs -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _as_list(images) -> list:
+        if isinstance(images, (list, tuple)):
+            return list(images)
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            return list(images)
+        if type(images).__module__.startswith("torch") and images.ndim == 4:
+            return list(images)
+        return [images]
 
-    def __call__(self, prompts: Sequence[str]) -> np.ndarray:
-        keys = [p.strip().lower() for p in prompts]
-        if self.encoder is None:
-            missing = sorted(set(keys) - set(self.table.table))
-            if missing:
-                raise UnknownColourError(
-                    f"colour {missing[0]!r} is not in this export's precomputed colour table "
-                    f"({', '.join(self.table.table)}) and the export has no text encoder: {self.hint}"
-                )
-            return self.table(keys)
-        missing = sorted({k for k in keys if k not in self.table.table and k not in self.cache})
-        if missing:
-            self.cache.update(zip(missing, self.encoder.encode(missing)))
-        return np.stack([self.table.table[k] if k in self.table.table else self.cache[k] for k in keys])
+    def _colours(self, colours, n: int) -> list[str]:
+        if isinstance(colours, str):
+            colours = [colours] * n
+        colours = [str(c) for c in colours]
+        if len(colours) != n:
+            raise ValueError(f"got {len(colours)} colours for {n} images; pass one colour for all or one per image")
+        for c in set(colours):
+            resolve_colour(c)  # raises UnknownColourError with suggestions
+        return colours
 
-
-def _ort_has_gpu() -> bool:
-    import onnxruntime as ort
-
-    return bool({"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()))
-
-
-def _resolve_device(device: str, backend: str) -> str:
-    device = str(device).lower()
-    if device != "auto":
-        return device
-    if backend == "torch":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cuda" if _ort_has_gpu() else "cpu"
-
-
-class Colorizer(_CoreColorizer):
-    """The core ``Colorizer`` (see polycolor_core.inference) + ``from_pretrained`` and resize notes."""
-
-    source: str = ""
-
-    def prepare(self, images, colours):
-        rgb, names, notes = super().prepare(images, colours)
-        s = self.image_size
+    def prepare(self, images, colours) -> tuple[list[np.ndarray], list[str], list[str]]:
+        """(RGB uint8 images, colour names, notes on conversions and resizes)."""
         items = self._as_list(images)
-        for i, (img, obj) in enumerate(zip(rgb, items)):
+        rgb, notes = [], []
+        s = self.image_size
+        for i, obj in enumerate(items):
+            src = str(obj) if isinstance(obj, (str, Path)) else f"image {i}"
+            img, note = coerce_image(obj, source=src)
+            if note:
+                notes.append(note)
             h, w = img.shape[:2]
             if (h, w) != (s, s):
-                src = str(obj) if isinstance(obj, (str, Path)) else f"image {i}"
+                if self.size_policy == "refuse":
+                    raise ValueError(f"image {i} is {w}x{h} but the model works at {s}x{s}; resize it or use "
+                                     "size_policy='resize'")
                 notes.append(f"{src}: {w}x{h} resized to the model's {s}x{s} and the output back to {w}x{h}")
-        return rgb, names, notes
+            rgb.append(img)
+        return rgb, self._colours(colours, len(rgb)), notes
+
+    # -- the call -----------------------------------------------------------------------------------------
+    def colorize(self, images, colours, progress: Callable[[int, int], None] | None = None) -> ColorizeResult:
+        rgb, names, notes = self.prepare(images, colours)
+        for note in notes:
+            log.info(note)
+        out: list[np.ndarray] = []
+        s = self.image_size
+        for start in range(0, len(rgb), self.batch_size):
+            chunk = rgb[start : start + self.batch_size]
+            x = np.stack([resize_image(im, s) for im in chunk]).astype(np.float32) / 255.0  # [b,S,S,3]
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # [b,3,S,S]
+            emb = self.embeddings.numpy(names[start : start + len(chunk)])  # [b,L,D]
+            y = self.backend.run(x, emb)  # [b,3,S,S]
+            y8 = (np.clip(y, 0, 1) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)  # [b,S,S,3]
+            out.extend(resize_image(p, im.shape[:2]) for p, im in zip(y8, chunk))
+            if progress is not None:
+                progress(min(start + len(chunk), len(rgb)), len(rgb))
+        return ColorizeResult(out, notes)
+
+    def __call__(self, images, colours) -> list[np.ndarray]:
+        return self.colorize(images, colours).images
 
     @property
     def encoder_stats(self) -> dict:
         """{'runs': text-encoder runs, 'encoded': colour names encoded} (each distinct name once)."""
-        emb = self.embeddings
-        if isinstance(emb, OnnxEmbeddings):
-            return {"runs": emb.calls, "encoded": emb.encoded}
-        if isinstance(emb, EncoderEmbeddings):
-            inner = emb.encoder.encoder
-            return {"runs": emb.calls, "encoded": getattr(inner, "encoded", len(emb.encoder.cache))}
-        return {"runs": getattr(emb, "calls", 0), "encoded": getattr(emb, "encoded", 0)}
+        return {"runs": self.embeddings.calls, "encoded": self.embeddings.encoded}
 
     def __repr__(self) -> str:
         return (f"Colorizer(backend={self.backend.name!r}, image_size={self.image_size}, batch_size={self.batch_size}, "
                 f"source={self.source!r})")
 
-    # -- construction ---------------------------------------------------------------------------------
+    # -- construction -------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path, backend: str = "auto", device: str = "cpu", batch_size: int = 16,
-                        bf16: bool | None = None, *, fp16: bool | None = None, threads: int | None = None,
-                        size_policy: str = "resize") -> "Colorizer":
+    def from_pretrained(cls, path, backend: str = "auto", device: str = "cpu", precision: str = "auto",
+                        batch_size: int = 16, *, text_encoder: CachedTextEncoder | None = None,
+                        threads: int | None = None, fp16: bool | None = None, size_policy: str = "resize",
+                        bf16: bool | None = None) -> "Colorizer":
         """Load a run folder, a checkpoint folder or an ONNX export folder (one with manifest.json).
 
         backend: "auto" (onnx for export folders, torch for checkpoints), "onnx" (a checkpoint is exported to
             a temporary folder first, parity-checked) or "torch" (an export folder is served from the checkpoint
             its manifest names, if that still exists).
-        device: "cpu", "cuda" or "auto".
-        bf16: torch only; None = bf16 autocast + channels_last where the CPU has native bf16 (the fast CPU
-            path, see ``default_bf16``), fp32 elsewhere.
+        device: "cpu", "cuda", "cuda:N" or "auto" (``devices.resolve_device``).
+        precision: torch only; "auto" = bf16 where the device has native bf16 (``precision.native_bf16``: CPU
+            avx512_bf16/amx_bf16, CUDA capability >= 8.0), fp32 elsewhere; or "bf16" / "fp32".
+            ``bf16=True/False`` is the deprecated spelling of "bf16" / "fp32".
+        text_encoder: a ``CachedTextEncoder`` to share between models with the same encoder (torch only).
         fp16: onnx only; None = use unet_fp16.onnx on a GPU when the export has it, fp32 on the CPU.
         threads: CPU threads (default: physical cores).
         """
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
-        p = Path(path).expanduser()
-        export = is_export_dir(p)
-        if export and p.is_file():
-            p = p.parent
+        backend = check_backend(backend)
+        precision = from_bf16_flag(bf16, precision)
+        info = ModelInfo.read(path)
         if backend == "auto":
-            backend = "onnx" if export else "torch"
-        if backend == "torch" and export:
-            src = Path(read_manifest(p)["source"].get("path") or "")
-            if not (src / "config.json").is_file():
+            backend = "onnx" if info.kind == "export" else "torch"
+        if backend == "torch" and info.kind == "export":
+            src = info.source_checkpoint()
+            if src is None:
                 raise ValueError(
-                    f"{p} is an ONNX export folder; it holds no PyTorch weights and the checkpoint it was exported "
-                    f"from ({src}) is gone. Use backend='onnx' or pass the checkpoint folder."
+                    f"{info.path} is an ONNX export folder; it holds no PyTorch weights and the checkpoint it was "
+                    f"exported from ({info.source}) is gone. Use backend='onnx' or pass the checkpoint folder."
                 )
-            log.info("backend='torch' on an export folder: using its source checkpoint %s", src)
-            return cls.from_pretrained(src, "torch", device, batch_size, bf16, threads=threads, size_policy=size_policy)
-        if backend == "onnx" and not export:
-            p = _export_to_temp(p)
-        device = _resolve_device(device, backend)
-        col = (cls._onnx(p, device, batch_size, fp16, threads, size_policy) if backend == "onnx"
-               else cls._torch(p, device, batch_size, bf16, threads, size_policy))
+            log.info("backend='torch' on an export folder: using its source checkpoint %s", src.path)
+            info = src
+        if backend == "onnx" and info.kind == "checkpoint":
+            info = ModelInfo.read(_export_to_temp(info.path))
+        dev = resolve_device(device, backend)
+        if backend == "onnx":
+            col = cls._onnx(info, dev, batch_size, fp16, threads, size_policy)
+        else:
+            col = cls._torch(info, dev, resolve_precision(precision, dev), batch_size, text_encoder, threads,
+                             size_policy)
         col.source = str(Path(path))
         return col
 
     @classmethod
-    def _torch(cls, path: Path, device: str, batch_size: int, bf16, threads, size_policy) -> "Colorizer":
+    def _torch(cls, info: ModelInfo, device: str, precision: str, batch_size: int, text_encoder, threads,
+               size_policy) -> "Colorizer":
         from ..polycolor_core.checkpoint import load_checkpoint
-        from ..polycolor_core.text import CachedTextEncoder, encoder_from_spec
+        from ..polycolor_core.text import encoder_from_spec
+        from .torch_backend import TorchBackend
 
         if threads:
             import torch
 
             torch.set_num_threads(int(threads))
-        if bf16 is None:
-            bf16 = default_bf16(device)
-        ck = load_checkpoint(path, device=device)
-        encoder = CachedTextEncoder(_CountingEncoder(encoder_from_spec(ck.meta["text_encoder"])))
-        if str(device).startswith("cpu"):
-            backend = CpuTorchBackend(ck.model, device, bool(bf16), micro_batch=CPU_MICRO_BATCH)
-        else:
-            backend = TorchBackend(ck.model, device, bool(bf16))
-        return cls(backend, EncoderEmbeddings(encoder), ck.image_size, batch_size, meta=ck.meta,
-                   size_policy=size_policy)
+        ck = load_checkpoint(info.path, device=device)
+        embeddings = text_encoder if text_encoder is not None else CachedTextEncoder(encoder_from_spec(info.text_encoder))
+        return cls(TorchBackend(ck.model, device, precision), embeddings, info.image_size, batch_size,
+                   meta=ck.meta, size_policy=size_policy, info=info)
 
     @classmethod
-    def _onnx(cls, path: Path, device: str, batch_size: int, fp16, threads, size_policy) -> "Colorizer":
-        from .onnx_export import load_colour_table
+    def _onnx(cls, info: ModelInfo, device: str, batch_size: int, fp16, threads, size_policy) -> "Colorizer":
+        from .colour_table import load_colour_table
         from .ort_backend import OrtBackend, OrtTextEncoder
 
-        manifest = read_manifest(path)
+        path = info.path
+        manifest = validate_manifest(info.meta, str(path / "manifest.json"))
         files = manifest["files"]
         if fp16 is None:  # fp16 weights only where they are fast: on a GPU that onnxruntime can actually use
-            fp16 = device.startswith("cuda") and _ort_has_gpu() and bool(files.get("unet_fp16"))
+            fp16 = device.startswith("cuda") and ort_has_gpu() and bool(files.get("unet_fp16"))
         if fp16 and not files.get("unet_fp16"):
             raise ValueError(f"{path} has no fp16 UNet; re-export with fp16=True (polycolor export --fp16)")
         unet = path / ((files.get("unet_fp16") or UNET_FP16_FILE) if fp16 else (files.get("unet") or UNET_FILE))
@@ -320,20 +234,21 @@ class Colorizer(_CoreColorizer):
         hint = (f"the {te.get('name')} encoder cannot be exported, so re-export with --colour-table NAME,... to add names"
                 if te.get("name") not in EXPORTABLE_TEXT_ENCODERS else
                 "re-export with the text encoder (the default) or with --colour-table NAME,... to add names")
-        col = cls(backend, OnnxEmbeddings(table, encoder, hint), manifest["image_size"], batch_size, meta=manifest,
-                  size_policy=size_policy)
-        return col
+        return cls(backend, CachedTextEncoder(encoder, table=table, hint=hint), manifest["image_size"], batch_size,
+                   meta=manifest, size_policy=size_policy, info=info)
 
 
 _TEMP_EXPORTS: dict[str, Path] = {}
 
 
 def _export_to_temp(checkpoint: Path) -> Path:
-    """backend='onnx' on a checkpoint: export it (once per process) to a temporary folder, removed at exit."""
-    from ..polycolor_core.checkpoint import resolve_checkpoint_dir
+    """backend='onnx' on a checkpoint: export it (once per process) to a temporary folder, removed at exit.
+
+    The only place the runtime reaches the exporter, and only when asked to run a checkpoint on onnxruntime.
+    """
     from .onnx_export import export_model
 
-    key = str(resolve_checkpoint_dir(checkpoint).resolve())
+    key = str(Path(checkpoint).resolve())
     if key not in _TEMP_EXPORTS:
         tmp = Path(tempfile.mkdtemp(prefix="polycolor-onnx-"))
         atexit.register(shutil.rmtree, tmp, True)

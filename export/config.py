@@ -20,10 +20,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..polycolor_core.modelinfo import EXPORT_FORMAT, MANIFEST, ModelFolderError
+
 # ---------------------------------------------------------------------------------------------- files
-EXPORT_FORMAT = "polycolor-onnx-export"
 MANIFEST_VERSION = 1
-MANIFEST = "manifest.json"
 UNET_FILE = "unet.onnx"
 UNET_FP16_FILE = "unet_fp16.onnx"
 TEXT_ENCODER_FILE = "text_encoder.onnx"
@@ -137,7 +137,7 @@ MANIFEST_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
-class ManifestError(ValueError):
+class ManifestError(ModelFolderError):
     """An export folder whose manifest.json is missing, unreadable or of an unknown schema."""
 
 
@@ -156,11 +156,6 @@ def validate_manifest(manifest: dict, where: str = MANIFEST) -> dict:
         if not isinstance(manifest[key], types):
             raise ManifestError(f"{where}: {key!r} should be {'/'.join(t.__name__ for t in types)} ({desc})")
     return manifest
-
-
-def is_export_dir(path: str | Path) -> bool:
-    p = Path(path).expanduser()
-    return (p / MANIFEST).is_file() or (p.is_file() and p.name == MANIFEST)
 
 
 def read_manifest(path: str | Path) -> dict:

@@ -173,6 +173,7 @@ def colorize_dataset(
     backend: str = "auto",
     device: str = "cpu",
     batch_size: int = 16,
+    precision: str = "auto",
     bf16: bool | None = None,
     threads: int | None = None,
     progress: bool = True,
@@ -200,7 +201,8 @@ def colorize_dataset(
     items, skipped, notes = make(dpath, colours)
 
     col = model_path if isinstance(model_path, Colorizer) else Colorizer.from_pretrained(
-        model_path, backend=backend, device=device, batch_size=batch_size, bf16=bf16, threads=threads)
+        model_path, backend=backend, device=device, precision=precision, batch_size=batch_size, bf16=bf16,
+        threads=threads)
     size = col.image_size
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -210,7 +212,7 @@ def colorize_dataset(
     for c in sorted({it.colour for it in items}):
         try:
             resolve_colour(c)
-            col.embeddings([c])
+            col.embeddings.numpy([c])
         except UnknownColourError as exc:
             bad_colour[c] = str(exc)
     todo: list[_Item] = []
@@ -295,6 +297,7 @@ def colorize_dataset(
     report = {
         "model": str(getattr(col, "source", "") or model_path),
         "backend": col.backend.name,
+        "precision": getattr(col.backend, "precision", "fp32"),
         "image_size": size,
         "data": str(dpath),
         "layout": layout,
@@ -303,7 +306,7 @@ def colorize_dataset(
         "written": written,
         "skipped": skipped,
         "notes": notes,
-        "text_encoder": col.encoder_stats if hasattr(col, "encoder_stats") else {},
+        "text_encoder": col.encoder_stats,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(written) / seconds, 3) if seconds > 0 else None,
     }

@@ -17,8 +17,6 @@ import contextlib
 import datetime as _dt
 import json
 import logging
-import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -27,8 +25,6 @@ import numpy as np
 
 from .config import (
     COLOUR_TABLE_FILE,
-    COLOUR_TABLE_NAMES_KEY,
-    COLOUR_TABLE_TENSOR,
     EXPORT_CONFIG,
     EXPORT_FORMAT,
     EXPORTABLE_TEXT_ENCODERS,
@@ -45,6 +41,8 @@ from .config import (
 
 log = logging.getLogger("polycolor")
 
+from .colour_table import colour_table_names, load_colour_table, save_colour_table  # noqa: F401 (re-exported)
+
 __all__ = ["export_model", "ExportParityError", "colour_table_names", "save_colour_table", "load_colour_table"]
 
 
@@ -54,45 +52,6 @@ class ExportParityError(RuntimeError):
     def __init__(self, message: str, parity: dict):
         super().__init__(message)
         self.parity = parity
-
-
-# ------------------------------------------------------------------------------------------ colour table
-def colour_table_names(extra: Sequence[str] | None = None) -> list[str]:
-    """The 8 canonical colours followed by ``extra`` names (validated, normalised, de-duplicated)."""
-    from ..polycolor_core.colours import CANONICAL_COLOURS, resolve_colour
-
-    names = list(CANONICAL_COLOURS)
-    if isinstance(extra, str):
-        extra = [e for e in extra.split(",")]
-    for name in extra or ():
-        resolve_colour(name)  # UnknownColourError with suggestions for a typo
-        key = str(name).strip().lower()
-        if key and key not in names:
-            names.append(key)
-    return names
-
-
-def save_colour_table(path: Path, names: Sequence[str], embeddings: np.ndarray) -> None:
-    """float32 [N,L,D] + the row names as safetensors metadata (never pickle)."""
-    import torch
-    from safetensors.torch import save_file
-
-    emb = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
-    if emb.ndim != 3 or emb.shape[0] != len(names):
-        raise ValueError(f"colour table must be [N,L,D] with one row per name; got {list(emb.shape)} for {len(names)} names")
-    save_file({COLOUR_TABLE_TENSOR: emb}, str(path), metadata={COLOUR_TABLE_NAMES_KEY: json.dumps(list(names))})
-
-
-def load_colour_table(path: str | Path) -> dict[str, np.ndarray]:
-    """name -> float32 [L,D] from a ``colour_table.safetensors``."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="np") as f:
-        names = json.loads((f.metadata() or {})[COLOUR_TABLE_NAMES_KEY])
-        emb = f.get_tensor(COLOUR_TABLE_TENSOR).astype(np.float32)
-    if emb.shape[0] != len(names):
-        raise ValueError(f"{path}: {len(names)} names but {emb.shape[0]} embeddings; re-export the model")
-    return dict(zip(names, emb))
 
 
 # ------------------------------------------------------------------------------------------ the exporter
@@ -294,7 +253,8 @@ def export_model(
     """
     import torch
 
-    from ..polycolor_core.checkpoint import load_checkpoint, package_version
+    from ..polycolor_core.checkpoint import atomic_dir_write, load_checkpoint, package_version
+    from ..polycolor_core.modelinfo import ModelInfo, shared_fields
     from ..polycolor_core.text import encoder_from_spec
 
     out_dir = Path(out_dir).expanduser()
@@ -313,10 +273,7 @@ def export_model(
     encoder = encoder_from_spec(ck.meta["text_encoder"])  # the encoder the model was trained with
     notes: list[str] = []
 
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    def write(tmp: Path) -> None:
         # -- colour table -------------------------------------------------------------------------------
         with torch.inference_mode():
             table_emb = encoder.encode(names).float().cpu().numpy()  # [N,L,D]
@@ -384,7 +341,14 @@ def export_model(
         io = {"unet": config.unet.describe(L=L, D=D)}
         if te_exported:
             io["text_encoder"] = config.text_encoder.describe(L=L, D=D)
+        info = ModelInfo.read(ck.path)  # the shared keys: the same schema as the checkpoint's config.json
+        shared = shared_fields(model.variant, spec, size, step=info.step, total_steps=info.total_steps,
+                               finished=info.finished, precision=info.precision, palette=info.palette,
+                               train_config=info.train_config, loss_weights=info.loss_weights,
+                               lpips_dropped=info.lpips_dropped, lpips_note=info.lpips_note,
+                               lpips_source=info.lpips_source, package_version=package_version())
         manifest = {
+            **shared,
             "format": EXPORT_FORMAT,
             "manifest_version": MANIFEST_VERSION,
             "package_version": package_version(),
@@ -417,15 +381,7 @@ def export_model(
             "notes": notes,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
-    old = out_dir.with_name(out_dir.name + ".old")
-    if out_dir.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    atomic_dir_write(out_dir, write)  # the checkpoint's atomic folder swap: never a half-written export
     log.info("wrote %s", out_dir)
     return out_dir

@@ -19,13 +19,12 @@ from typing import Sequence
 
 import numpy as np
 
+from ..polycolor_core.devices import DEVICES
 from .config import EXPORT_CONFIG, TEXT_ENCODER_FILE, TOKENIZER_DIR, read_manifest
 
 log = logging.getLogger("polycolor")
 
 __all__ = ["OrtBackend", "OrtTextEncoder", "make_session", "select_providers", "physical_cores"]
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def physical_cores() -> int:

@@ -4,7 +4,7 @@
   -> ``POLYCOLOR_MODEL`` (a polycolor ``Colorizer``, cached per process).
 * ``PolycolorColorize`` ("Polygon Colorize"): ``POLYCOLOR_MODEL`` + IMAGE + colour text -> IMAGE + MASK.
 
-The nodes only adapt ComfyUI tensors and call the core inference API (``polycolor_core.inference`` /
+The nodes only adapt ComfyUI tensors and call the one inference front end (
 ``export.colorizer``); no model code lives here. Importing this package imports no torch (ComfyUI imports it
 anyway, but ``import polycolor`` stays cheap): heavy imports happen inside the node functions. Inside the
 pack every import is relative, because ComfyUI imports the folder under a path-derived module name.

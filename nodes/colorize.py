@@ -50,43 +50,13 @@ def parse_colours(colour: str, batch: int) -> list[str]:
 
 
 def image_batch_to_rgb(image) -> tuple[list[np.ndarray], list[str]]:
-    """ComfyUI IMAGE ``[B,H,W,C]`` (torch or numpy) -> list of new RGB uint8 ``[H,W,3]`` arrays + notes."""
-    import numpy as np
+    """ComfyUI IMAGE ``[B,H,W,C]`` (torch or numpy) -> list of new RGB uint8 ``[H,W,3]`` arrays + notes.
 
-    from ..polycolor_core.imageio import array_to_rgb
+    The one image coercion (``imageio.coerce_batch``) that the Colorizer and the data loaders use too.
+    """
+    from ..polycolor_core.imageio import coerce_batch
 
-    if type(image).__module__.startswith("torch"):
-        t = image.detach().cpu()
-        if t.is_floating_point() and t.element_size() < 4:  # float16 / bfloat16: numpy has no bfloat16
-            t = t.float()
-        arr = t.numpy()  # may share memory with the input: only read from it below
-    elif isinstance(image, np.ndarray):
-        arr = image
-    else:
-        raise ValueError(f"image must be a ComfyUI IMAGE tensor [B,H,W,C], got {type(image).__name__}")
-    if arr.ndim != 4:
-        raise ValueError(f"image must be a batch [B,H,W,C] (ComfyUI IMAGE), got shape {list(arr.shape)}")
-    b, h, w, c = arr.shape
-    if c not in (1, 3, 4):
-        raise ValueError(f"image must have 1 (grey), 3 (RGB) or 4 (RGBA) channels in the last axis, got "
-                         f"shape {list(arr.shape)} ({c} channels)")
-    if b == 0 or h == 0 or w == 0:
-        raise ValueError(f"image batch is empty (shape {list(arr.shape)})")
-    if arr.dtype == np.uint8:
-        u8 = arr.copy()
-    elif np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ValueError("image contains NaN or infinite values; fix the node that produced it")
-        u8 = (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # a new array
-    else:
-        raise ValueError(f"image must be float 0..1 (ComfyUI IMAGE) or uint8, got dtype {arr.dtype}")
-    rgb, notes = [], []
-    for i in range(b):
-        img, note = array_to_rgb(u8[i], source=f"image {i}")
-        rgb.append(np.ascontiguousarray(img))
-        if note:
-            notes.append(note)
-    return rgb, notes
+    return coerce_batch(image, what="a ComfyUI IMAGE tensor")
 
 
 def fill_mask(inputs: np.ndarray, outputs: np.ndarray, colours: np.ndarray) -> np.ndarray:

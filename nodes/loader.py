@@ -29,14 +29,15 @@ from pathlib import Path
 
 log = logging.getLogger("polycolor")
 
+from ..polycolor_core.devices import BACKENDS, DEVICES, check_backend
+from ..polycolor_core.modelinfo import CONFIG as CHECKPOINT_CONFIG
+from ..polycolor_core.modelinfo import MANIFEST as ONNX_MANIFEST
+from ..polycolor_core.modelinfo import WEIGHTS as CHECKPOINT_WEIGHTS
+from ..polycolor_core.modelinfo import find_kind
+
 MODEL_FOLDER = "polycolor"  # ComfyUI model folder name: models/polycolor/
 MODEL_EXTENSIONS = {".json", ".safetensors", ".onnx"}
 ENV_MODELS_DIR = "POLYCOLOR_MODELS_DIR"
-CHECKPOINT_CONFIG = "config.json"
-CHECKPOINT_WEIGHTS = "model.safetensors"
-ONNX_MANIFEST = "manifest.json"
-BACKENDS = ("auto", "onnx", "torch")
-DEVICES = ("auto", "cpu", "cuda")
 CACHE_SIZE = 4  # models kept loaded at once (least recently used is dropped first)
 
 ONNXRUNTIME_HINT = (
@@ -95,12 +96,10 @@ def _skipped(rel: str) -> bool:
 
 
 def _model_kind(file: Path) -> str | None:
-    """"checkpoint", "onnx" or None for a listed file."""
-    if file.name == ONNX_MANIFEST and file.is_file():
-        return "onnx"
-    if file.name == CHECKPOINT_CONFIG and file.is_file() and (file.parent / CHECKPOINT_WEIGHTS).is_file():
-        return "checkpoint"
-    return None
+    """"checkpoint", "export" or None for a listed ``config.json`` / ``manifest.json`` (``modelinfo.find_kind``)."""
+    if file.name not in (CHECKPOINT_CONFIG, ONNX_MANIFEST) or not file.is_file():
+        return None
+    return find_kind(file)
 
 
 def _scan(root: Path) -> list[str]:
@@ -190,61 +189,36 @@ def _stamp(file: Path) -> tuple:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ComfyUI's torch device when running inside ComfyUI, else cuda if available, else cpu."""
+    """``auto`` -> ComfyUI's torch device when running inside ComfyUI, else ``devices.resolve_device``."""
     device = (device or "auto").strip().lower()
     if device not in DEVICES:
         raise PolycolorModelError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    import torch
-
     if device == "auto":
         try:
             import comfy.model_management as mm
 
             return str(mm.get_torch_device())
         except Exception:  # not inside ComfyUI (ImportError), or ComfyUI could not pick a device
-            return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PolycolorModelError("device 'cuda' was chosen but torch sees no CUDA GPU; choose 'cpu' or 'auto'")
-    return device
+            pass
+    from ..polycolor_core.devices import resolve_device as core_resolve
 
-
-def _export_colorizer():
-    """``polycolor.export.colorizer.Colorizer`` (torch + ONNX backends), or None in a build without it."""
     try:
-        from ..export.colorizer import Colorizer
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").endswith("export.colorizer"):
-            return None
-        raise
-    return Colorizer
+        return core_resolve(device, "torch")
+    except ValueError as exc:
+        raise PolycolorModelError(str(exc)) from exc
 
 
-def _build(folder: Path, kind: str, backend: str, device: str):
-    if (backend == "onnx" or (kind == "onnx" and backend == "auto")) and importlib.util.find_spec("onnxruntime") is None:
+def _build(folder: Path, kind: str, backend: str, device: str, precision: str = "auto"):
+    onnx = backend == "onnx" or (kind == "export" and backend == "auto")
+    if onnx and importlib.util.find_spec("onnxruntime") is None:
         extra = (" (backend 'torch' also works on an ONNX export while the checkpoint it was exported from "
-                 "still exists)") if kind == "onnx" else ""
+                 "still exists)") if kind == "export" else ""
         raise PolycolorModelError(f"cannot load {folder} with backend {backend!r}: {ONNXRUNTIME_HINT}{extra}")
-    try:
-        exported = _export_colorizer()
-    except ImportError as exc:
-        if kind == "checkpoint" and backend in ("auto", "torch"):
-            log.warning("polycolor: export backend unavailable (%s); loading %s with PyTorch", exc, folder)
-            exported = None
-        else:
-            raise PolycolorModelError(f"cannot load {folder} with backend {backend!r}: {exc}") from exc
-    if exported is not None:
-        # ONNX Runtime knows "cpu"/"cuda"; torch takes any device string ComfyUI gives ("cuda:1", "mps", ...)
-        dev = device
-        if backend == "onnx" or (kind == "onnx" and backend == "auto"):
-            dev = "cuda" if device.startswith("cuda") else "cpu"
-        return exported.from_pretrained(str(folder), backend=backend, device=dev)
-    if kind == "onnx" or backend == "onnx":
-        raise PolycolorModelError(
-            f"cannot load {folder} with backend {backend!r}: this polycolor install has no ONNX support "
-            "(polycolor.export is missing); use a checkpoint folder with backend 'torch'")
-    from ..polycolor_core.inference import Colorizer
+    from ..export.colorizer import Colorizer
 
-    return Colorizer.from_checkpoint(folder, device=device)
+    # ONNX Runtime knows "cpu"/"cuda"; torch takes any device string ComfyUI gives ("cuda:1", "mps", ...)
+    dev = ("cuda" if device.startswith("cuda") else "cpu") if onnx else device
+    return Colorizer.from_pretrained(str(folder), backend=backend, device=dev, precision=precision)
 
 
 _CACHE: "OrderedDict[tuple, tuple[tuple, object]]" = OrderedDict()
@@ -256,24 +230,25 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-def load_model(name: str, backend: str = "auto", device: str = "auto"):
-    """A ``Colorizer`` for a dropdown name / path; cached per (folder, backend, device)."""
-    backend = (backend or "auto").strip().lower()
-    if backend not in BACKENDS:
-        raise PolycolorModelError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+def load_model(name: str, backend: str = "auto", device: str = "auto", precision: str = "auto"):
+    """A ``Colorizer`` for a dropdown name / path; cached per (folder, backend, device, precision)."""
+    try:
+        backend = check_backend(backend)
+    except ValueError as exc:
+        raise PolycolorModelError(str(exc)) from exc
     file = resolve_model_file(name)
     kind = _model_kind(file)
     assert kind is not None
     folder = file.parent.resolve()
     dev = resolve_device(device)
-    key = (str(folder), backend, dev)
+    key = (str(folder), backend, dev, precision)
     stamp = _stamp(file)
     with _LOCK:
         hit = _CACHE.get(key)
         if hit is not None and hit[0] == stamp:
             _CACHE.move_to_end(key)
             return hit[1]
-        colorizer = _build(folder, kind, backend, dev)
+        colorizer = _build(folder, kind, backend, dev, precision)
         _CACHE[key] = (stamp, colorizer)
         _CACHE.move_to_end(key)
         while len(_CACHE) > CACHE_SIZE:

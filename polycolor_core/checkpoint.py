@@ -15,31 +15,37 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from . import __version__
 from .model import PolyColorNet, create_model, unet_config
+from .modelinfo import CHECKPOINT_FORMAT as FORMAT
+from .modelinfo import CHECKPOINT_FORMAT_VERSION as FORMAT_VERSION
+from .modelinfo import CONFIG, WEIGHTS, CheckpointError, ModelInfo, locate, shared_fields
 from .text import TextEncoderSpec
 from .variants import Variant
 
-FORMAT = "polycolor-checkpoint"
-FORMAT_VERSION = 1
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
+__all__ = ["CheckpointError", "LoadedCheckpoint", "atomic_dir_write", "build_meta", "load_checkpoint",
+           "load_training_state", "package_version", "save_checkpoint", "read_meta"]
+
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt, or does not match the model it describes."""
-
-
 def package_version() -> str:
-    from .. import __version__
-
     return __version__
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """The checkpoint folder ``path`` names (via ``ModelInfo``'s locator); an export folder is an error."""
+    kind, folder = locate(path)
+    if kind != "checkpoint":
+        raise CheckpointError(f"{folder} is an ONNX export, not a PyTorch checkpoint; pass the checkpoint folder "
+                              "it was exported from (its manifest.json names it under source.path)")
+    return folder
 
 
 @dataclass
@@ -62,32 +68,56 @@ class LoadedCheckpoint:
 
 
 def build_meta(model: PolyColorNet, text_encoder: TextEncoderSpec, image_size: int, **extra) -> dict:
+    """A checkpoint's config.json: the shared schema (``modelinfo.SHARED_KEYS``) + checkpoint-only keys.
+
+    ``extra`` may set any shared key (step, finished, precision, train_config, ...) and add others (metrics,
+    epoch, ...). ``palette`` defaults to the colours of ``train_config["data"]``.
+    """
+    from .data import spec_colours
+
+    shared_args = {k: extra.pop(k) for k in ("step", "total_steps", "finished", "precision", "palette",
+                                             "train_config", "loss_weights", "lpips_dropped", "lpips_note",
+                                             "lpips_source")
+                   if k in extra}
+    tc = shared_args.get("train_config") or {}
+    shared_args.setdefault("palette", spec_colours(tc.get("data", "")) if tc.get("data") else None)
+    if "precision" not in shared_args:
+        shared_args["precision"] = "bf16" if tc.get("bf16") or tc.get("precision") == "bf16" else "fp32"
+    shared = shared_fields(model.variant, text_encoder, image_size, package_version=package_version(),
+                           **shared_args)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "package_version": package_version(),
+        **shared,
         "variant": model.variant.to_dict(),
         "unet_config": unet_config(model.variant, model.cross_attention_dim),
-        "text_encoder": vars(text_encoder) if not isinstance(text_encoder, dict) else text_encoder,
-        "image_size": int(image_size),
         **extra,
     }
 
 
-def _atomic_dir_write(dest: Path, write) -> None:
-    """Write a folder via ``write(tmp_dir)`` then swap it into ``dest`` (never a half-written ``dest``)."""
+def atomic_dir_write(dest: Path, write) -> Path:
+    """Write a folder via ``write(tmp_dir)`` then swap it into ``dest`` (never a half-written ``dest``).
+
+    The one atomic folder swap: checkpoints and ONNX exports both go through it. A failing ``write`` leaves
+    ``dest`` untouched and removes the temporary folder.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if dest.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(dest, old)
     os.replace(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
+    return dest
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -135,46 +165,13 @@ def save_checkpoint(
             save_file(tensors, str(tmp / STATE_TENSORS))
             (tmp / STATE_JSON).write_text(json.dumps(js, indent=2))
 
-    _atomic_dir_write(Path(dest), write)
+    atomic_dir_write(Path(dest), write)
     return Path(dest)
 
 
-def resolve_checkpoint_dir(path: str | Path) -> Path:
-    """Accept a checkpoint folder, a run folder (uses ``run/checkpoint``) or the weights file itself."""
-    p = Path(path).expanduser()
-    if p.is_file() and p.name in (WEIGHTS, CONFIG):
-        p = p.parent
-    if (p / "checkpoint" / CONFIG).exists():
-        p = p / "checkpoint"
-    if not p.exists():
-        raise CheckpointError(f"checkpoint not found: {p} does not exist (pass a run folder or a checkpoint folder)")
-    if not (p / CONFIG).exists():
-        old = p.with_name(p.name + ".old")
-        if (old / CONFIG).exists():  # killed between the two renames of an atomic save
-            return old
-        raise CheckpointError(
-            f"{p} is not a polycolor checkpoint: it has no {CONFIG} (expected {WEIGHTS} + {CONFIG}; "
-            "train one with `polycolor train m1 --out runs/m1`)"
-        )
-    return p
-
-
 def read_meta(path: str | Path) -> dict:
-    d = resolve_checkpoint_dir(path)
-    try:
-        meta = json.loads((d / CONFIG).read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{d / CONFIG} is corrupt (not valid JSON: {exc}); retrain or restore it") from exc
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{d / CONFIG} is not a polycolor checkpoint config (format={meta.get('format')!r})")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{d} was written by a newer polycolor ({meta.get('package_version')}); upgrade polycolor to read it"
-        )
-    for key in ("variant", "text_encoder", "image_size"):
-        if key not in meta:
-            raise CheckpointError(f"{d / CONFIG} lacks the key {key!r}; the checkpoint is incomplete")
-    return meta
+    """The validated config.json of the checkpoint at ``path`` (``ModelInfo.read(path).meta``)."""
+    return ModelInfo.read(checkpoint_dir(path)).meta
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
@@ -182,8 +179,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    d = resolve_checkpoint_dir(path)
-    meta = read_meta(d)
+    d = checkpoint_dir(path)
+    meta = ModelInfo.read(d).meta
     variant = Variant.from_dict(meta["variant"])
     model = create_model(variant, int(meta["text_encoder"]["dim"]))
     wfile = d / WEIGHTS
@@ -215,7 +212,7 @@ def load_training_state(path: str | Path) -> dict | None:
     """Optimizer/scheduler state saved beside a checkpoint, or None if it has none."""
     from safetensors.torch import load_file
 
-    d = resolve_checkpoint_dir(path)
+    d = checkpoint_dir(path)
     if not (d / STATE_JSON).exists():
         return None
     js = json.loads((d / STATE_JSON).read_text())

@@ -7,11 +7,13 @@ inference go through it so that "green" means the same thing everywhere.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 
 from PIL import ImageColor
 
-__all__ = ["CANONICAL_COLOURS", "UnknownColourError", "resolve_colour", "is_canonical", "known_colour_names"]
+__all__ = ["CANONICAL_COLOURS", "UnknownColourError", "colour_key", "palette", "resolve_colour", "is_canonical",
+           "known_colour_names"]
 
 # The exact RGB values found in the original dataset's targets. They win over CSS where the two disagree:
 # CSS "green" is (0,128,0) but the study's green is (0,255,0) (CSS "lime").
@@ -33,9 +35,16 @@ class UnknownColourError(ValueError):
     """A colour name that is neither canonical, a CSS name, nor ``#rrggbb``."""
 
 
-def _normalise(name: str) -> str:
-    # "Light Blue", "light_blue" and "light-blue" all mean CSS "lightblue".
-    return re.sub(r"[\s_\-]+", "", name.strip().lower())
+def colour_key(name: str) -> str:
+    """The one normal form of a colour name: lower case without spaces, ``_`` or ``-``.
+
+    "Light Blue", "light_blue", "light-blue" and "lightblue" all give "lightblue" (the CSS name). Every
+    embedding cache and colour table is keyed on it, and it is what the text encoders are given.
+    """
+    return re.sub(r"[\s_\-]+", "", str(name).strip().lower())
+
+
+_normalise = colour_key
 
 
 def known_colour_names() -> list[str]:
@@ -62,7 +71,20 @@ def resolve_colour(name: str) -> tuple[int, int, int]:
     if key in ImageColor.colormap:
         r, g, b = ImageColor.getrgb(key)[:3]
         return (r, g, b)
+    if key in _xkcd_colours():  # XKCD survey names ("dark teal"); canonical and CSS keys win (checked above)
+        return _xkcd_colours()[key]
     raise UnknownColourError(_unknown_message(name, key))
+
+
+@functools.lru_cache(maxsize=1)
+def _xkcd_colours() -> dict[str, tuple[int, int, int]]:
+    """colour_key -> RGB of matplotlib's XKCD_COLORS ("xkcd:" prefix dropped; the first of equal keys wins)."""
+    from matplotlib.colors import XKCD_COLORS
+
+    table: dict[str, tuple[int, int, int]] = {}
+    for full, h in XKCD_COLORS.items():
+        table.setdefault(colour_key(full.split(":", 1)[1]), tuple(int(h[i:i + 2], 16) for i in (1, 3, 5)))
+    return table
 
 
 def _unknown_message(name: str, key: str) -> str:
@@ -73,6 +95,20 @@ def _unknown_message(name: str, key: str) -> str:
         hint = "did you mean " + " or ".join(repr(c) for c in close) + "?" if close else "no close name found"
     return (
         f"unknown colour {name!r}: {hint}. Accepted: the canonical names "
-        f"({', '.join(CANONICAL_COLOURS)}), any CSS colour name (e.g. 'teal', 'navy', 'hotpink') "
+        f"({', '.join(CANONICAL_COLOURS)}), any CSS colour name (e.g. 'teal', 'navy', 'hotpink'), an XKCD "
+        f"survey name (e.g. 'dark teal', 'dusty rose') "
         f"or a hex value '#rrggbb'."
     )
+
+
+def palette(colours=None) -> list[tuple[str, tuple[int, int, int]]]:
+    """[(name, rgb), ...] for ``colours`` (None: the 8 canonical); raises ``UnknownColourError`` naming a bad one."""
+    return _palette_cached(None if colours is None else tuple(colours))
+
+
+@functools.lru_cache(maxsize=64)
+def _palette_cached(colours: tuple[str, ...] | None) -> list[tuple[str, tuple[int, int, int]]]:
+    names = list(CANONICAL_COLOURS) if colours is None else list(colours)
+    if not names:
+        raise ValueError("colours must name at least one colour (or be None for the 8 canonical ones)")
+    return [(n, resolve_colour(n)) for n in names]

@@ -1,8 +1,10 @@
 """Turning whatever a user hands us into an RGB uint8 image, and resizing it the one way the models expect.
 
-Accepted: PIL images, numpy arrays (uint8 0..255 or float 0..1; [H,W], [H,W,1|3|4]), torch tensors ([C,H,W]
-or [H,W,C]), and file paths. RGBA, grey and palette images are converted to RGB and the conversion is
-reported, never silently.
+The one image coercion of the package. Accepted: PIL images, numpy arrays (uint8 0..255 or float 0..1; [H,W],
+[H,W,1|3|4]), torch tensors ([C,H,W] or [H,W,C], any float dtype incl. bf16/fp16), file paths, and with
+``coerce_batch`` whole batches [B,H,W,C] such as ComfyUI's IMAGE (float32 0..1). RGBA, grey and palette images
+are converted to RGB and the conversion is reported, never silently. Used by ``data`` (files), the
+``Colorizer`` (anything) and the ComfyUI node (batches).
 
 ``resize_image`` is shared by training and inference: a model trained at 64 px sees inputs downscaled
 exactly as the training data were.
@@ -79,13 +81,54 @@ def coerce_image(obj, source: str = "image") -> tuple[np.ndarray, str]:
     if isinstance(obj, Image.Image):
         return pil_to_rgb(obj, source)
     if type(obj).__module__.startswith("torch"):
-        obj = obj.detach().cpu().numpy()
+        obj = _torch_to_numpy(obj)
     if isinstance(obj, np.ndarray):
         return array_to_rgb(obj, source)
     raise ImageInputError(
         f"{source}: cannot use a {type(obj).__name__} as an image; pass a PIL image, a numpy array, a torch tensor "
         "or a file path"
     )
+
+
+def _torch_to_numpy(t) -> np.ndarray:
+    t = t.detach().cpu()
+    if t.is_floating_point() and t.element_size() < 4:  # float16 / bfloat16: numpy has no bfloat16
+        t = t.float()
+    return t.numpy()  # may share memory with the input: only read from it
+
+
+def coerce_batch(images, what: str = "an image batch") -> tuple[list[np.ndarray], list[str]]:
+    """A batch ``[B,H,W,C]`` (torch or numpy; float 0..1 or uint8; C = 1, 3 or 4) -> new RGB uint8 ``[H,W,3]``
+    arrays + conversion notes. ComfyUI's IMAGE is this layout in float32."""
+    if type(images).__module__.startswith("torch"):
+        arr = _torch_to_numpy(images)
+    elif isinstance(images, np.ndarray):
+        arr = images
+    else:
+        raise ImageInputError(f"image must be {what} [B,H,W,C], got {type(images).__name__}")
+    if arr.ndim != 4:
+        raise ImageInputError(f"image must be a batch [B,H,W,C] ({what}), got shape {list(arr.shape)}")
+    b, h, w, c = arr.shape
+    if c not in (1, 3, 4):
+        raise ImageInputError(f"image must have 1 (grey), 3 (RGB) or 4 (RGBA) channels in the last axis, got "
+                              f"shape {list(arr.shape)} ({c} channels)")
+    if b == 0 or h == 0 or w == 0:
+        raise ImageInputError(f"image batch is empty (shape {list(arr.shape)})")
+    if arr.dtype == np.uint8:
+        u8 = arr.copy()
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ImageInputError("image contains NaN or infinite values; fix the node that produced it")
+        u8 = (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # a new array
+    else:
+        raise ImageInputError(f"image must be float 0..1 or uint8, got dtype {arr.dtype}")
+    rgb, notes = [], []
+    for i in range(b):
+        img, note = array_to_rgb(u8[i], source=f"image {i}")
+        rgb.append(np.ascontiguousarray(img))
+        if note:
+            notes.append(note)
+    return rgb, notes
 
 
 def resize_image(img: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:

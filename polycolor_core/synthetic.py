@@ -7,6 +7,7 @@ Families:
   pose       the 8 shapes with random rotation/scale/shift and a 1-4 px outline (at 128 px).
   shapes     n-gons, k-point stars, crosses, arrows, irregular convex/concave polygons, random pose.
   dark       any shape on a dark noisy background with a light outline; the target keeps that background.
+  antialias, hires, jpeg, ink, paper, pens, user: the inputs people make (``families.py``, issue 13).
 
 Every sample is rendered by PIL's polygon rasteriser, the same one that drew the original images, so the
 canonical family matches them pixel for pixel (checked in tests/test_data.py).
@@ -22,12 +23,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import shapes as _shapes
-from .colours import CANONICAL_COLOURS, is_canonical, resolve_colour
-from .data import Sample
+from .colours import is_canonical, palette
+from .families import USER_FAMILIES, make_family_sample
+from .sample import Sample
 
 __all__ = ["FAMILIES", "make_sample", "render_pair", "SyntheticDataset", "synthetic_stream", "check_families"]
 
-FAMILIES = ("canonical", "pose", "shapes", "dark")
+FAMILIES = ("canonical", "pose", "shapes", "dark") + USER_FAMILIES
 
 _BLACK = (0, 0, 0)
 
@@ -46,16 +48,7 @@ def check_families(families: str | Sequence[str]) -> tuple[str, ...]:
     return fams
 
 
-def _palette(colours: Sequence[str] | None) -> list[tuple[str, tuple[int, int, int]]]:
-    return _palette_cached(None if colours is None else tuple(colours))
-
-
-@functools.lru_cache(maxsize=64)
-def _palette_cached(colours: tuple[str, ...] | None) -> list[tuple[str, tuple[int, int, int]]]:
-    names = list(CANONICAL_COLOURS) if colours is None else list(colours)
-    if not names:
-        raise ValueError("colours must name at least one colour (or be None for the 8 canonical ones)")
-    return [(n, resolve_colour(n)) for n in names]  # raises UnknownColourError early, naming the bad one
+_palette = palette  # colours.palette: [(name, rgb)] for a colour list (None: the canonical 8)
 
 
 def render_pair(
@@ -148,6 +141,8 @@ def make_sample(
     """Draw one sample of ``family`` using ``rng``; ``colours`` is the palette (default: the 8 canonical)."""
     (family,) = check_families([family])
     palette = _palette(colours)
+    if family in USER_FAMILIES:
+        return make_family_sample(rng, family, size, palette)
     if family == "canonical":
         # The original data only has canonical colours; use the canonical part of the palette.
         palette = _canonical_part(None if colours is None else tuple(colours))

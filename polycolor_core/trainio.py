@@ -16,20 +16,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from .augment import PairedAugment
-from .data import Sample, load_data
+from .data import Sample, load_data, parse_synthetic
 from .imageio import resize_image
-from .synthetic import SyntheticDataset
-
-SYNTHETIC_PREFIX = "synthetic"
-
-
-def parse_synthetic_spec(spec: str) -> tuple[str, ...] | None:
-    """``"synthetic:canonical+dark"`` -> ("canonical", "dark"); None for any other spec."""
-    head, _, rest = spec.partition(":")
-    if head != SYNTHETIC_PREFIX:
-        return None
-    families = rest.split("?", 1)[0]
-    return tuple(f for f in families.split("+") if f) or ("canonical",)
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -54,10 +42,11 @@ class TrainBatches:
                  world: int = 1, samples_per_epoch: int = 1024, source_size: int = 128):
         self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
         self.augment = PairedAugment() if augment else None
-        families = parse_synthetic_spec(spec)
+        syn = parse_synthetic(spec)  # the one spec parser: ?colours=/size=/seed= given in the spec are honoured
         global_batch = batch_size * world
-        if families is not None:
-            self.synthetic = SyntheticDataset(families=families, n=2**31 - 1, seed=seed, size=source_size)
+        if syn is not None:
+            self.synthetic = syn.dataset(n=2**31 - 1, seed=syn.seed if "seed" in syn.given else seed,
+                                         size=syn.size if "size" in syn.given else source_size)
             self.samples = None
             self.steps_per_epoch = max(1, samples_per_epoch // global_batch)
         else:
@@ -100,9 +89,9 @@ class ValidationSet:
 
     @classmethod
     def build(cls, spec: str, size: int, n: int, seed: int, source_size: int = 128) -> "ValidationSet":
-        families = parse_synthetic_spec(spec)
-        if families is not None:
-            ds = SyntheticDataset(families=families, n=n, seed=seed, size=source_size)
+        syn = parse_synthetic(spec)
+        if syn is not None:  # the spec's colours and size; its own seed offset so validation != training
+            ds = syn.dataset(n=n, seed=seed, size=syn.size if "size" in syn.given else source_size)
             samples = [ds[i] for i in range(n)]
         else:
             samples = list(load_data(spec))[:n]

@@ -108,15 +108,20 @@ def test_plan_jobs_and_longest_first_order():
 
 def test_deviations_come_from_each_models_saved_settings(tmp_path):
     import polycolor.reproduce as rep
+    from polycolor.polycolor_core.checkpoint import build_meta, save_checkpoint
+    from polycolor.polycolor_core.model import create_model
+    from polycolor.polycolor_core.text import TextEncoderSpec
+    from polycolor.polycolor_core.variants import get_variant
 
     runs = tmp_path / "runs"
     for name, extra in (("m1", {}), ("m8", {"image_size": 112, "size_schedule": [[32, 0.8], [64, 0.12]]})):
         t = {"image_size": 32, "lr": 1e-3, "batch_size": 4, "bf16": True, "ssim_warmup_frac": 0.5, **extra}
-        (runs / name / "checkpoint").mkdir(parents=True)
         weights = {"mse": 1.0, "lpips": 0.0, "ssim": 0.0 if name == "m1" else 0.2, "colour": 0.0}
-        (runs / name / "checkpoint" / "config.json").write_text(json.dumps(
-            {"train_config": t, "loss_weights": weights, "lpips_dropped": False,
-             "text_encoder": {"name": "minilm-l6", "dim": 384}}))
+        # a real checkpoint folder (as every surface reads it, through ModelInfo), with the settings under test
+        model = create_model(get_variant(name).tiny(), 384)
+        save_checkpoint(runs / name / "checkpoint", model, build_meta(
+            model, TextEncoderSpec("minilm-l6", "", 384), t["image_size"], step=1, train_config=t,
+            loss_weights=weights, lpips_dropped=False))
     notes = rep.deviations(runs, ["m1", "m8"], "cpu")
     text = "\n".join(notes)
     assert "all models: peak learning rate 0.001" in text and "all models: batch size 4" in text
