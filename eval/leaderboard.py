@@ -173,11 +173,11 @@ def run_leaderboard(
     """Score ``models`` on held-out data and rank them. Never prints.
 
     ``models``: a selection string (``"m1..m8"``, ``"m2,m4,m8"``, paths) or a list of names/paths; raises
-    ``ValueError`` for an invalid one. ``runs_dir``: see :func:`~polycolor.eval.models.resolve_runs_dir`. ``data_spec``/``n``/``size``:
-    see :func:`~polycolor.eval.heldout.load_eval_data` (or pass ready ``data``). ``lpips``: ``auto`` | ``local`` | ``off`` (see
-    :func:`~polycolor.eval.scoring.make_lpips_scorer`). ``threads``: CPU threads for torch / onnxruntime (process-wide
-    ``torch.set_num_threads``; default: leave as is). ``progress(description, completed, total)`` is called
-    while scoring.
+    ``ValueError`` for an invalid one. ``runs_dir``: see :func:`~polycolor.eval.models.resolve_runs_dir`.
+    ``data_spec``/``n``/``size``: see :func:`~polycolor.eval.heldout.load_eval_data` (or pass ready ``data``).
+    ``lpips``: ``auto`` | ``local`` | ``off`` (see :func:`~polycolor.eval.scoring.make_lpips_scorer`).
+    ``threads``: CPU threads for torch / onnxruntime (process-wide ``torch.set_num_threads``; default: leave as
+    is). ``progress(description, completed, total)`` is called while scoring.
     """
     t_start = time.perf_counter()
     if sort not in SORT_KEYS:
@@ -218,7 +218,6 @@ def run_leaderboard(
         progress("loading", 0, total)
     rows: list[ModelResult] = []
     missing: list[ModelResult] = []
-    encoders: dict = {}
     for r in refs:
         if not r.found:
             missing.append(ModelResult(r.name, "model", "missing", source=r.requested, message=r.message,
@@ -227,7 +226,7 @@ def run_leaderboard(
         if progress is not None:
             progress(f"loading {r.name}", done_before, total)
         res = scoring.score_model(r, data, scorer, backend=backend, device=device, batch_size=batch_size, bf16=bf16,
-                          text_encoders=encoders, threads=threads, progress=sub(f"scoring {r.name}"))
+                                  threads=threads, progress=sub(f"scoring {r.name}"))
         done_before += len(data)
         if progress is not None:
             progress(f"scored {r.name}", done_before, total)

@@ -8,8 +8,9 @@ token of the selection is a path to a run folder, checkpoint folder or ONNX expo
 exception: :func:`resolve_models` returns it as a :class:`ModelRef` with ``kind="missing"`` and the command
 that trains it.
 
-:func:`load_colorizer` loads a found model for inference; :func:`model_meta`, :func:`param_count`,
-:func:`encoder_label`, :func:`lpips_training` and :func:`finished` describe it for its table row.
+:func:`load_colorizer` loads a found model through the one ``Colorizer.from_pretrained``;
+:func:`describe_model` reads its folder once with ``ModelInfo.read`` (the one model-folder reader) and
+returns the facts of its table row.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ..polycolor_core.modelinfo import ModelFolderError, ModelInfo, locate
 from .selection import parse_models
 
 __all__ = [
     "RUNS_ENV", "DEFAULT_RUNS_DIR", "ModelRef", "resolve_runs_dir", "train_command", "resolve_models",
-    "load_colorizer", "model_meta", "param_count", "encoder_label", "lpips_training", "finished",
+    "load_colorizer", "describe_model", "param_count", "encoder_label", "lpips_training", "finished",
 ]
 
 RUNS_ENV = "POLYCOLOR_RUNS"
@@ -62,11 +64,12 @@ class ModelRef:
 
 
 def _model_kind(folder: Path) -> str | None:
-    if (folder / "manifest.json").is_file():
-        return "onnx"
-    if (folder / "checkpoint" / "config.json").is_file() or (folder / "config.json").is_file():
-        return "checkpoint"
-    return None
+    """"checkpoint" | "onnx" for a folder ``ModelInfo.read`` accepts, else None."""
+    try:
+        kind, _ = locate(folder)
+    except (ModelFolderError, OSError):
+        return None
+    return "onnx" if kind == "export" else kind
 
 
 def _label_for_path(p: Path) -> str:
@@ -129,138 +132,79 @@ def resolve_models(models: str | Iterable[str | Path], runs_dir: str | Path | No
 
 
 
-def _export_colorizer_cls():
-    """``polycolor.export.colorizer.Colorizer`` or None when this build has no export module."""
-    try:
-        from ..export.colorizer import Colorizer
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").endswith("export.colorizer") or (exc.name or "").endswith("export"):
-            return None
-        raise
-    return Colorizer if hasattr(Colorizer, "from_pretrained") else None
-
-
 def load_colorizer(source: str | Path, backend: str = "auto", device: str = "cpu", batch_size: int = 16,
-                   bf16: bool | None = None, text_encoders: dict | None = None, threads: int | None = None):
-    """(Colorizer, note). ``export.colorizer.Colorizer.from_pretrained`` when it exists, else the core's
-    PyTorch ``Colorizer.from_checkpoint`` (then ``text_encoders``, a dict, shares encoders between models)."""
+                   bf16: bool | None = None, threads: int | None = None):
+    """A found model, loaded through the one front end ``polycolor.export.colorizer.Colorizer.from_pretrained``.
+
+    ``bf16``: None = the Colorizer's choice (``precision="auto"``), True / False = ``"bf16"`` / ``"fp32"``.
+    """
+    from ..export.colorizer import Colorizer
+
     if backend not in ("auto", "torch", "onnx"):
         raise ValueError(f"backend must be auto, torch or onnx, got {backend!r}")
-    note = None
-    try:
-        exported = _export_colorizer_cls()
-    except ImportError as exc:  # the export module exists but cannot import (e.g. onnxruntime broken)
-        if backend == "onnx":
-            raise RuntimeError(f"backend 'onnx' needs polycolor.export, which failed to import: {exc}") from exc
-        exported, note = None, f"polycolor.export unavailable ({exc}); used the PyTorch Colorizer"
-    if exported is not None:
-        kw = {"threads": threads} if threads else {}
-        return exported.from_pretrained(str(source), backend=backend, device=device, batch_size=batch_size,
-                                        bf16=bf16, **kw), note
-    if backend == "onnx" or (Path(source) / "manifest.json").is_file():
-        raise RuntimeError(f"cannot load {source} with backend {backend!r}: this polycolor build has no ONNX "
-                           "support (polycolor/export/colorizer.py is missing); use a checkpoint and --backend torch")
-    from ..polycolor_core.checkpoint import read_meta
-    from ..polycolor_core.inference import Colorizer
-    from ..polycolor_core.text import CachedTextEncoder, TextEncoderSpec, encoder_from_spec
-
-    enc = None
-    if text_encoders is not None:
-        spec = TextEncoderSpec(**read_meta(source)["text_encoder"])
-        key = (spec.name, spec.source, spec.dim, spec.seq_len)
-        if key not in text_encoders:
-            text_encoders[key] = CachedTextEncoder(encoder_from_spec(spec))
-        enc = text_encoders[key]
-    return Colorizer.from_checkpoint(source, device=device, bf16=bf16, batch_size=batch_size,
-                                     text_encoder=enc), note
+    precision = "auto" if bf16 is None else ("bf16" if bf16 else "fp32")
+    kw = {"threads": threads} if threads else {}
+    return Colorizer.from_pretrained(str(source), backend=backend, device=device, precision=precision,
+                                     batch_size=batch_size, **kw)
 
 
-def model_meta(colorizer, source: Path) -> dict:
-    """The checkpoint meta of a loaded model, normalised: ``variant`` (dict), ``text_encoder`` (dict),
-    ``image_size``, ``step``, and where known ``total_steps``, ``finished``, ``lpips_dropped``.
-
-    For an ONNX export the manifest is the Colorizer's meta (``variant`` is a name, ``variant_config`` the
-    dict); training facts come from the checkpoint it was exported from, when that still exists."""
-    from ..polycolor_core.checkpoint import read_meta
-
-    meta = dict(getattr(colorizer, "meta", None) or {})
-    if "variant_config" in meta or (Path(source) / "manifest.json").is_file():  # ONNX export manifest
-        if not meta:
-            try:
-                import json
-
-                meta = json.loads((Path(source) / "manifest.json").read_text())
-            except Exception:
-                meta = {}
-        src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
-        ck: dict = {}
-        if src.get("path"):
-            try:
-                ck = read_meta(src["path"])
-            except Exception:
-                ck = {}
-        out = {**ck}
-        out.update({k: meta[k] for k in ("text_encoder", "image_size") if k in meta})
-        if isinstance(meta.get("variant_config"), dict):
-            out["variant"] = meta["variant_config"]
-        if src.get("step") is not None:
-            out["step"] = src["step"]
-        return out
-    if isinstance(meta.get("variant"), dict) and "text_encoder" in meta:
-        return meta
-    try:
-        return {**read_meta(source), **meta}
-    except Exception:
-        return meta
+def describe_model(source: str | Path, colorizer=None) -> dict:
+    """The table-row facts of the model folder ``source`` (read once, by ``ModelInfo.read``): ``variant``,
+    ``image_size``, ``text_encoder``, ``lpips_training`` (+ ``_note``), ``finished``, ``step``,
+    ``total_steps``, ``params``. ``colorizer`` (loaded from it) gives the working size and the parameter count
+    of a PyTorch model. Raises ``ModelFolderError`` for an unreadable folder."""
+    info = ModelInfo.read(source)
+    lp, note = lpips_training(info)
+    return {"variant": info.variant_name or None,
+            "image_size": int(getattr(colorizer, "image_size", 0) or info.image_size or 0) or None,
+            "text_encoder": encoder_label(info), "lpips_training": lp, "lpips_training_note": note,
+            "finished": finished(info), "step": info.step, "total_steps": info.total_steps,
+            "params": param_count(info, colorizer)}
 
 
-def param_count(colorizer, meta: dict) -> int | None:
+def _recorded(info: ModelInfo, key: str) -> bool:
+    """Whether the folder (or, for an export, the checkpoint it came from) states ``key`` at all."""
+    if key in info.meta:
+        return True
+    src = info.source_checkpoint() if info.kind == "export" else None
+    return src is not None and key in src.meta
+
+
+def param_count(info: ModelInfo, colorizer=None) -> int | None:
+    """Parameters of the loaded PyTorch model, else as recorded, else counted on a meta-device copy."""
     model = getattr(getattr(colorizer, "backend", None), "model", None)
     if model is not None and hasattr(model, "parameters"):
-        try:
-            return int(sum(p.numel() for p in model.parameters()))
-        except Exception:
-            pass
+        return int(sum(p.numel() for p in model.parameters()))
     for key in ("params", "parameters", "num_parameters", "param_count"):
-        if isinstance(meta.get(key), (int, float)):
-            return int(meta[key])
-    try:
-        from ..polycolor_core.model import count_parameters, create_model
-        from ..polycolor_core.variants import Variant
-
-        m = create_model(Variant.from_dict(meta["variant"]), int(meta["text_encoder"]["dim"]), device="meta")
-        return int(count_parameters(m))
-    except Exception:
+        if isinstance(info.meta.get(key), (int, float)):
+            return int(info.meta[key])
+    if info.variant is None or not info.text_encoder.dim:
         return None
+    from ..polycolor_core.model import count_parameters, create_model
+
+    return int(count_parameters(create_model(info.variant, int(info.text_encoder.dim), device="meta")))
 
 
-def encoder_label(meta: dict) -> str | None:
-    te = meta.get("text_encoder")
-    if isinstance(te, dict):
-        name, src = te.get("name"), te.get("source") or ""
-        return f"{name}:{src}" if src and not src.startswith("openai/") else name
-    return str(te) if te else None
+def encoder_label(info: ModelInfo) -> str | None:
+    """The text encoder's name, with its source unless that is an ``openai/`` hub id."""
+    name, src = info.text_encoder.name, info.text_encoder.source or ""
+    return f"{name}:{src}" if src and not src.startswith("openai/") else (name or None)
 
 
-def lpips_training(meta: dict) -> tuple[str | None, str | None]:
-    note = meta.get("lpips_note") or None
-    if meta.get("lpips_dropped"):
+def lpips_training(info: ModelInfo) -> tuple[str | None, str | None]:
+    """("used" | "dropped" | "not in loss" | None when unknown, the recorded note or None)."""
+    note = info.lpips_note or None
+    if info.lpips_dropped:
         return "dropped", note
-    try:
-        w = float(meta["variant"]["loss"]["lpips"])
-    except Exception:
+    if info.variant is None:
         return None, note
-    if w <= 0:
+    if info.variant.loss.lpips <= 0:
         return "not in loss", note
-    return ("used" if "lpips_dropped" in meta else None), note
+    return ("used" if _recorded(info, "lpips_dropped") else None), note
 
 
-def finished(source: Path, meta: dict) -> bool | None:
-    from ..polycolor_core.train import is_finished
-
-    if is_finished(source):
+def finished(info: ModelInfo) -> bool | None:
+    """True / False as recorded; None when the folder does not say."""
+    if info.finished:
         return True
-    if "finished" in meta:
-        return bool(meta["finished"])
-    return None
-
+    return False if _recorded(info, "finished") else None

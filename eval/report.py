@@ -19,8 +19,9 @@ from .schema import METRIC_KEYS, METRICS, REFERENCE_NAME, ModelResult
 
 __all__ = [
     "format_metric", "format_params", "format_rate", "TABLE_COLUMNS", "table_rows", "family_rows",
-    "FAMILY_COLUMNS", "sort_text", "markdown_table", "family_markdown_table", "render_markdown", "write_json", "write_csv", "write_markdown",
-    "contact_sheet_image", "write_contact_sheet", "CSV_FIELDS", "DEFAULT_FILENAMES", "write_outputs",
+    "FAMILY_COLUMNS", "sort_text", "markdown_table", "family_markdown_table", "render_markdown", "write_json",
+    "write_csv", "write_markdown", "contact_sheet_image", "write_contact_sheet", "CSV_FIELDS", "DEFAULT_FILENAMES",
+    "write_outputs",
 ]
 
 DASH = "—"

@@ -91,30 +91,19 @@ def summarize(per_sample: dict[str, np.ndarray], families: Sequence[str]) -> tup
 
 
 def score_model(ref: ModelRef, data: EvalData, lpips_scorer=None, *, backend: str = "auto", device: str = "cpu",
-                batch_size: int = 16, bf16: bool | None = None, text_encoders: dict | None = None,
-                threads: int | None = None,
+                batch_size: int = 16, bf16: bool | None = None, threads: int | None = None,
                 progress: Callable[[int, int], None] | None = None, keep_predictions: bool = True) -> ModelResult:
     """Load one found model, predict every sample, score. Errors come back as ``status="error"``."""
     res = ModelResult(ref.name, "model", "error", source=str(ref.source))
     try:
-        colorizer, note = models.load_colorizer(ref.source, backend, device, batch_size, bf16, text_encoders, threads)
+        colorizer = models.load_colorizer(ref.source, backend, device, batch_size, bf16, threads)
+        facts = models.describe_model(ref.source, colorizer)
     except Exception as exc:  # noqa: BLE001 - report, keep scoring the others
         res.message = f"{ref.name}: could not load {ref.source}: {type(exc).__name__}: {exc}"
         return res
-    if note:
-        res.warnings.append(note)
-    meta = models.model_meta(colorizer, ref.source)
-    backend_obj = getattr(colorizer, "backend", None)
-    res.backend = getattr(backend_obj, "name", None) or backend
-    variant = meta.get("variant")
-    res.variant = variant.get("name") if isinstance(variant, dict) else (str(variant) if variant else None)
-    res.image_size = int(getattr(colorizer, "image_size", 0) or meta.get("image_size") or 0) or None
-    res.text_encoder = models.encoder_label(meta)
-    res.lpips_training, res.lpips_training_note = models.lpips_training(meta)
-    res.finished = models.finished(ref.source, meta)
-    res.step = meta.get("step")
-    res.total_steps = meta.get("total_steps")
-    res.params = models.param_count(colorizer, meta)
+    res.backend = getattr(getattr(colorizer, "backend", None), "name", None) or backend
+    for key, value in facts.items():
+        setattr(res, key, value)
     try:
         colorizer.colorize([data.samples[0].input], [data.samples[0].colour])  # warm-up, not timed
         t0 = time.perf_counter()

@@ -2,8 +2,8 @@
 
 Tiny checkpoints are made in a fixture: ``m1`` with random weights (output layer amplified: noise) and ``m2``
 whose UNet output layer is zeroed with bias 1, so it paints every image plain white (the background of three
-of the four held-out families: clearly better than noise on PSNR/SSIM/whole-image colour error); ``m4`` is an unfinished run. LPIPS runs with ``--lpips local`` and an empty ``$TORCH_HOME``, so it is deterministically
-"n/a (offline)" and no test touches the network.
+of the four held-out families: clearly better than noise on PSNR/SSIM/whole-image colour error); ``m4`` is an unfinished run. LPIPS runs with ``--lpips local``, an empty ``$TORCH_HOME`` and an empty
+``$POLYCOLOR_CACHE``, so it is deterministically "n/a (offline)" and no test touches the network.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def _one_thread():
 @pytest.fixture(autouse=True)
 def _offline_lpips(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+    monkeypatch.setenv("POLYCOLOR_CACHE", str(tmp_path_factory.mktemp("pc_cache")))  # no cached LPIPS weights
     monkeypatch.delenv(models.RUNS_ENV, raising=False)
 
 
@@ -80,6 +81,7 @@ def _offline_lpips(tmp_path_factory, monkeypatch):
 def lb(runs, tmp_path_factory) -> L.Leaderboard:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home_lb")))
+        mp.setenv("POLYCOLOR_CACHE", str(tmp_path_factory.mktemp("pc_cache_lb")))
         return L.run_leaderboard("m1,m2", runs, n=N, size=SIZE, lpips="local")
 
 
@@ -262,7 +264,7 @@ def test_oracle_model_ranks_first(runs, monkeypatch):
     """A colorizer that paints like the flood fill must rank first by de_polygon (monkeypatched m2)."""
     from polycolor.eval.baseline import flood_fill_colorize
     from polycolor.polycolor_core.colours import resolve_colour
-    from polycolor.polycolor_core.inference import ColorizeResult
+    from polycolor.export.colorizer import ColorizeResult
 
     real = models.load_colorizer
 
@@ -273,7 +275,7 @@ def test_oracle_model_ranks_first(runs, monkeypatch):
             return ColorizeResult([flood_fill_colorize(im, resolve_colour(c)) for im, c in zip(images, colours)])
 
     def fake(source, *a, **k):
-        return (Oracle(), None) if Path(source).name == "m2" else real(source, *a, **k)
+        return Oracle() if Path(source).name == "m2" else real(source, *a, **k)
 
     monkeypatch.setattr(models, "load_colorizer", fake)
     board = L.run_leaderboard(["m1", "m2"], runs, n=N, size=SIZE, lpips="off", reference=False)
