@@ -27,7 +27,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..polycolor_core.cache import cache_dir, write_json_atomic
+from ..polycolor_core.atomic import write_json_atomic
+from ..polycolor_core.cache import cache_dir
 
 log = logging.getLogger("polycolor")
 

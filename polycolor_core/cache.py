@@ -7,7 +7,6 @@ written here can be deleted at any time: it is rebuilt on the next use.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -26,13 +25,3 @@ def cache_dir(*parts: str) -> Path:
     d = cache_root().joinpath(*parts)
     d.mkdir(parents=True, exist_ok=True)
     return d
-
-
-def write_json_atomic(path: Path, data) -> Path:
-    """Write JSON to a temporary name beside ``path`` and rename it over (readers never see half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-    return path
