@@ -1,4 +1,5 @@
-"""``backend="auto"`` by measurement: time each usable backend once per (model, machine) and remember the winner.
+"""``backend="auto"`` by measurement: time each usable backend once per (model, machine) and remember the winner;
+and the once-per-checkpoint ONNX export (``cached_export``) that lets a checkpoint run on onnxruntime.
 
 Which backend is fastest depends on the CPU, not on the code: on an AVX512-BF16 EPYC the PyTorch bf16 path
 beat onnxruntime, on an AVX2-only one onnxruntime fp32 beat PyTorch fp32 (m8 at 112 px: 6.4 vs 4.6 img/s)
@@ -151,3 +152,70 @@ def choose_backend(
     log.info("backend auto: measured %s -> %s (stored in %s)",
              ", ".join(f"{k} {v:.1f} img/s" for k, v in rates.items()), winner, path)
     return Choice(winner, rates, True)
+
+
+# ----------------------------------------------------------------------------- the Colorizer's auto choice
+AUTOTUNE_ENV = "POLYCOLOR_AUTOTUNE"  # "0" turns measuring off: auto = onnx for export folders, torch for checkpoints
+BUDGET_ENV = "POLYCOLOR_AUTOTUNE_SECONDS"
+DEFAULT_BUDGET_S = 1.0  # per candidate, after one warm-up call
+
+
+def enabled() -> bool:
+    import os
+
+    return os.environ.get(AUTOTUNE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def auto_candidates(info, precision: str, device: str) -> list[str]:
+    """The backends ``backend="auto"`` may choose between for ``info`` (a ModelInfo) on ``device``:
+    torch-fp32 (+ torch-bf16 where the device has native bf16 and ``precision`` is "auto") when PyTorch
+    weights exist (a checkpoint, or an export whose source checkpoint is still there), and onnx (an export
+    folder, or a checkpoint exported once into the user cache by ``cached_export``)."""
+    from ..polycolor_core.precision import native_bf16
+
+    names = []
+    if info.kind == "checkpoint" or info.source_checkpoint() is not None:
+        if precision == "auto":
+            names += ["torch-fp32"] + (["torch-bf16"] if native_bf16(device) else [])
+        else:
+            names.append(f"torch-{precision}")
+    names.append("onnx")
+    return names
+
+
+def probe_inputs(image_size: int, seq_len: int, dim: int, batch: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed batch of the model's shape to time on: images [B,3,S,S] 0..1, embeddings [B,L,D]."""
+    rng = np.random.default_rng(0)
+    return (rng.random((batch, 3, image_size, image_size), dtype=np.float32),
+            rng.standard_normal((batch, seq_len, dim), dtype=np.float32))
+
+
+def budget_s() -> float:
+    import os
+
+    try:
+        return float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_S))
+    except ValueError:
+        return DEFAULT_BUDGET_S
+
+
+def cached_export(checkpoint_dir: Path) -> Path:
+    """The ONNX export of a checkpoint, made once per (weights, polycolor version) into ``<cache>/exports/``.
+
+    ``backend="onnx"`` on a checkpoint, and ``auto`` when it measures onnxruntime, use it, so a later process
+    does not export again. The folder is written atomically by the exporter (parity-checked as always).
+    """
+    from ..polycolor_core import __version__
+    from .onnx_export import export_model
+
+    checkpoint_dir = Path(checkpoint_dir)
+    h = hashlib.sha256(__version__.encode())
+    for name in ("model.safetensors", "config.json"):
+        with open(checkpoint_dir / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    dest = cache_dir("exports") / h.hexdigest()[:16]
+    if not (dest / "manifest.json").is_file():
+        log.info("exporting %s to ONNX once, into %s (reused by later runs)", checkpoint_dir, dest)
+        export_model(checkpoint_dir, dest)
+    return dest
