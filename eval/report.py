@@ -1,5 +1,6 @@
 """Leaderboard outputs: value formatting shared by the terminal and markdown tables, and the JSON, CSV,
-markdown and PNG contact-sheet writers (:func:`write_outputs` writes any of them).
+markdown and PNG contact-sheet writers (:func:`write_outputs` writes any of them; every file is written
+atomically: a temporary name, then renamed).
 
 Every function takes a :class:`polycolor.eval.leaderboard.Leaderboard` (``lb``). This module does not import
 ``leaderboard`` (``leaderboard`` imports this one for ``Leaderboard.markdown``); it reads only the record
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..polycolor_core.atomic import atomic_file, write_text_atomic
 from .schema import METRIC_KEYS, METRICS, REFERENCE_NAME, ModelResult
 
 __all__ = [
@@ -169,9 +171,7 @@ def render_markdown(lb: Leaderboard, by_family: bool = False, title: str = "poly
 
 
 def write_json(lb: Leaderboard, path: str | Path, per_sample: bool = False) -> Path:
-    path = Path(path)
-    path.write_text(_json.dumps(lb.to_dict(per_sample=per_sample), indent=2, allow_nan=False) + "\n")
-    return path
+    return write_text_atomic(path, _json.dumps(lb.to_dict(per_sample=per_sample), indent=2, allow_nan=False) + "\n")
 
 
 CSV_FIELDS = ("rank", "model", "kind", "status", *METRIC_KEYS, "params", "images_per_s", "text_encoder",
@@ -190,7 +190,7 @@ def _csv_value(v):
 def write_csv(lb: Leaderboard, path: str | Path) -> Path:
     """One line per scored row (rank order), then the models that were not scored (empty metrics)."""
     path = Path(path)
-    with open(path, "w", newline="") as fh:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as fh:
         w = _csv.DictWriter(fh, fieldnames=list(CSV_FIELDS))
         w.writeheader()
         for r in [*lb.rows, *lb.missing]:
@@ -205,9 +205,7 @@ def write_csv(lb: Leaderboard, path: str | Path) -> Path:
 
 
 def write_markdown(lb: Leaderboard, path: str | Path, by_family: bool = False) -> Path:
-    path = Path(path)
-    path.write_text(render_markdown(lb, by_family=by_family))
-    return path
+    return write_text_atomic(path, render_markdown(lb, by_family=by_family))
 
 
 # ========================================================================================= contact sheet
@@ -296,7 +294,8 @@ def contact_sheet_image(lb: Leaderboard, cell: int | None = None):
 
 def write_contact_sheet(lb: Leaderboard, path: str | Path) -> Path:
     path = Path(path)
-    contact_sheet_image(lb).save(path)
+    with atomic_file(path) as tmp:
+        contact_sheet_image(lb).save(tmp)
     return path
 
 
