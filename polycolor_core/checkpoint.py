@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .conditioning import load_token_weights, token_weights
 from .model import PolyColorNet, create_model, unet_config
 from .modelinfo import CHECKPOINT_FORMAT as FORMAT
 from .modelinfo import CHECKPOINT_FORMAT_VERSION as FORMAT_VERSION
@@ -156,6 +157,7 @@ def save_checkpoint(
 
     def write(tmp: Path) -> None:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.unet.state_dict().items()}
+        weights.update(token_weights(model))  # text+rgb models: the colour token's colour_token.* tensors
         save_file(weights, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True))
         if optimizer is not None:
@@ -190,6 +192,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         weights = load_file(str(wfile), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{wfile} is corrupt or not a safetensors file ({exc}); retrain or restore it") from exc
+    weights = load_token_weights(model, weights)  # colour_token.* -> the model's ColourToken (text+rgb)
     expected = model.unet.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))

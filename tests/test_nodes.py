@@ -34,20 +34,9 @@ Colorize = NODE_CLASS_MAPPINGS["PolycolorColorize"]
 # ----------------------------------------------------------------------------------------- fixtures
 
 
-def _save_tiny(dest: Path) -> Path:
-    from polycolor.polycolor_core.checkpoint import build_meta, save_checkpoint
-    from polycolor.polycolor_core.model import create_model
-    from polycolor.polycolor_core.text import TinyRandomTextEncoder
-    from polycolor.polycolor_core.variants import get_variant
-
-    torch.manual_seed(0)
-    model = create_model(get_variant("m1").tiny(), 32)
-    return save_checkpoint(dest, model, build_meta(model, TinyRandomTextEncoder().spec, image_size=32, step=0))
-
-
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return _save_tiny(tmp_path_factory.mktemp("models") / "tiny")
+def ckpt(tmp_path_factory, checkpoint_factory) -> Path:  # conftest.make_checkpoint: m1-tiny, 32 px, test encoder
+    return checkpoint_factory(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -192,22 +181,6 @@ def test_large_batch_is_chunked(model):
     out, mask = _run(model, image, "green")
     _check_outputs(out, mask, 20, 32, 32)
     assert (out - out[:1]).abs().mean() <= 0.5 / 255 and (out - out[:1]).abs().max() <= 8 / 255
-
-
-def test_fill_mask_semantics():
-    white = np.full((1, 8, 8, 3), 255, np.uint8)
-    out = white.copy()
-    out[0, 2:5, 2:5] = (0, 255, 255)  # filled with the colour
-    out[0, 6, 6] = (128, 255, 255)  # half-way there
-    out[0, 0, 0] = (250, 250, 250)  # noise below the change threshold
-    out[0, 7, 7] = (0, 0, 0)  # changed, but away from cyan
-    m = C.fill_mask(white, out, np.array([(0, 255, 255)]))
-    assert m.shape == (1, 8, 8) and m.dtype == np.float32
-    assert np.all(m[0, 2:5, 2:5] == 1.0)
-    assert 0.4 < m[0, 6, 6] < 0.6
-    assert m[0, 0, 0] == 0.0 and m[0, 7, 7] == 0.0 and m[0, 0, 7] == 0.0
-    # a region that already had the colour in the input was not changed: not part of the mask
-    assert C.fill_mask(out, out, np.array([(0, 255, 255)])).max() == 0.0
 
 
 # ----------------------------------------------------------------------------------------- errors
@@ -356,7 +329,7 @@ def test_model_folder_registered_when_yaml_did_not(tmp_path, monkeypatch):
     assert L.list_models() == []
 
 
-def test_loader_caches_per_path_backend_device(ckpt, tmp_path):
+def test_loader_caches_per_path_backend_device(ckpt, tmp_path, checkpoint_factory):
     L.clear_cache()
     (a,) = Loader().load(str(ckpt / "config.json"), "torch", "cpu")
     (b,) = Loader().load(str(ckpt), "torch", "cpu")  # same folder, other spelling
@@ -365,7 +338,7 @@ def test_loader_caches_per_path_backend_device(ckpt, tmp_path):
     assert c is not a and Loader().load(str(ckpt), "auto", "cpu")[0] is c
     assert Loader.IS_CHANGED(str(ckpt), "torch", "cpu") == Loader.IS_CHANGED(str(ckpt), "torch", "cpu")
     # a retrained / replaced model on disk is reloaded
-    copy = _save_tiny(tmp_path / "copy")
+    copy = checkpoint_factory(tmp_path / "copy")
     (d,) = Loader().load(str(copy), "torch", "cpu")
     before = Loader.IS_CHANGED(str(copy), "torch", "cpu")
     st = (copy / "model.safetensors").stat()

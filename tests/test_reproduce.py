@@ -129,3 +129,44 @@ def test_deviations_come_from_each_models_saved_settings(tmp_path):
     assert "m1: works at 32 px" in text and "m8: works at 112 px" in text
     assert "m8: progressive resizing: 80% at 32 px, 12% at 64 px, the rest at 112 px" in text
     assert "all models: text encoder minilm-l6 (384-d)" in text
+
+
+def test_train_options_are_generated_from_train_config():
+    import dataclasses
+
+    from polycolor.polycolor_core.trainconfig import TrainConfig
+
+    res = CliRunner().invoke(main, ["train", "--help"], terminal_width=200)
+    assert res.exit_code == 0
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata.get("cli", True):
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            assert flag in res.output, flag
+        assert f.metadata.get("help"), f"TrainConfig.{f.name} has no help text"
+    for old in ("--drop-lpips", "--size-schedule", "--ssim-warmup", "--precision"):
+        assert old in res.output
+
+
+def test_old_train_flags_still_work(tmp_path):
+    from polycolor.polycolor_core.modelinfo import ModelInfo
+
+    res = CliRunner().invoke(main, ["train", "m1", "--profile", "tiny", "--no-bf16", "--drop-lpips", "--weight-decay",
+                                    "0.01", "--out", str(tmp_path / "m1")])
+    assert res.exit_code == 0, res.output
+    info = ModelInfo.read(tmp_path / "m1")
+    assert info.precision == "fp32" and info.train_config["precision"] == "fp32"
+    assert info.train_config["lpips"] == "drop" and info.train_config["weight_decay"] == 0.01
+
+
+def test_deviations_are_measured_against_the_report_profile(monkeypatch):
+    import polycolor.reproduce as rep
+    from polycolor.polycolor_core.profiles import PROFILES
+
+    t = {"image_size": 32, "lr": 1e-3, "batch_size": 4}
+    assert len(rep._setting_notes(t)) == 3
+    monkeypatch.setitem(PROFILES["report"].train, "lr", 1e-3)  # were the study's lr 1e-3, lr would not deviate
+    monkeypatch.setitem(PROFILES["report"].train, "image_size", 32)
+    notes = rep._setting_notes(t)
+    assert len(notes) == 1 and "batch size 4 (the `report` profile: 16)" in notes[0]
+    assert rep._setting_notes(t, precision="bf16")[-1].startswith("bf16 autocast in training")
+    assert not any("autocast" in n for n in rep._setting_notes(t, precision="fp32"))

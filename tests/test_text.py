@@ -83,3 +83,23 @@ def test_text_dim_without_weights():
     assert text.text_dim("clip-vit-b32") == 512
     assert text.text_dim("minilm-l6") == 384
     assert text.text_dim("clip-vit-b32:/some/dir") == 512
+
+
+def test_colour_key_is_the_one_normal_form_of_every_cache_and_table():
+    import numpy as np
+
+    from polycolor.polycolor_core.colours import colour_key
+    from polycolor.polycolor_core.text import CachedTextEncoder, TinyRandomTextEncoder
+
+    assert colour_key("light-blue") == colour_key("Light Blue") == colour_key("lightblue") == colour_key(" LIGHT_blue ")
+    assert colour_key("#12AB34") == "#12ab34"
+    # a table entry stored as "light blue" is hit by every spelling, without any encoder
+    row = np.ones((8, 32), np.float32)
+    table = CachedTextEncoder(None, table={"light blue": row})
+    for spelling in ("light-blue", "Light Blue", "lightblue"):
+        np.testing.assert_array_equal(table.numpy([spelling])[0], row)
+    assert table.calls == 0
+    # the encoder cache too: three spellings, one encoding
+    enc = CachedTextEncoder(TinyRandomTextEncoder())
+    out = enc(["light blue", "Light-Blue", "lightblue"])
+    assert enc.calls == 1 and enc.encoded == 1 and torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])

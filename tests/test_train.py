@@ -303,3 +303,40 @@ def test_ddp_two_processes_on_cpu_keep_the_same_weights(tmp_path):
     assert d0[1] == "2"  # 16 samples / (batch 4 x 2 ranks) = 2 steps
     meta = json.loads((out / "checkpoint" / "config.json").read_text())
     assert meta["world_size"] == 2
+
+
+# --- one data-spec parser, one model-folder reader -----------------------------------------------------------
+
+def test_synthetic_spec_options_reach_the_training_batches(tmp_path):
+    from polycolor.polycolor_core.modelinfo import ModelInfo
+    from polycolor.polycolor_core.trainio import TrainBatches, ValidationSet
+
+    batches = TrainBatches("synthetic:canonical?colours=teal", 32, 4, seed=0, augment=False)
+    for step in range(3):
+        _, targets, colours = batches.batch(step)
+        assert colours == ["teal"] * 4
+        assert (targets.reshape(-1, 3) == (0, 128, 128)).all(-1).any()  # CSS teal is painted, not a canonical colour
+    assert set(ValidationSet.build("synthetic:canonical?colours=teal,navy", 32, 8, seed=1).colours) == {"teal", "navy"}
+    cfg = tiny_cfg(tmp_path, epochs=1, samples_per_epoch=8, data="synthetic:canonical?colours=teal")
+    train(cfg, progress=False)
+    info = ModelInfo.read(tmp_path / "m1")
+    assert info.palette == ("teal",) and info.train_config["data"] == "synthetic:canonical?colours=teal"
+
+
+def test_model_info_reads_run_checkpoint_and_file_paths_alike(tmp_path):
+    from polycolor.polycolor_core.modelinfo import SHARED_KEYS, ModelInfo
+
+    cfg = tiny_cfg(tmp_path, epochs=1, samples_per_epoch=8)
+    train(cfg, progress=False)
+    run = tmp_path / "m1"
+    infos = [ModelInfo.read(p) for p in (run, run / "checkpoint", run / "checkpoint" / "config.json",
+                                         run / "checkpoint" / "model.safetensors")]
+    assert all(i == infos[0] for i in infos)
+    info = infos[0]
+    assert info.kind == "checkpoint" and info.path == run / "checkpoint" and info.variant_name == "m1-tiny"
+    assert info.variant == get_variant("m1").tiny() and info.text_encoder.name == "test-tiny-random"
+    assert info.image_size == 32 and info.step == info.total_steps == 2 and info.finished and is_finished(run)
+    assert info.precision == "fp32" and info.palette[:2] == ("red", "green") and info.train_config["lr"] == 3e-3
+    meta = json.loads((run / "checkpoint" / "config.json").read_text())
+    assert set(SHARED_KEYS) <= set(meta)  # the checkpoint is written to the shared schema
+    assert ModelInfo.find(tmp_path / "nowhere") is None and not is_finished(tmp_path / "nowhere")
