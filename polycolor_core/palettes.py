@@ -33,11 +33,12 @@ import numpy as np
 
 from .colours import CANONICAL_COLOURS, colour_key, resolve_colour
 
-__all__ = ["PALETTE_PARTS", "HELDOUT_PERCENT", "HEX_EVAL_MODULUS", "TrainingPalette", "parse_palette", "names",
+__all__ = ["PALETTE_PARTS", "CONDITIONINGS", "HELDOUT_PERCENT", "HEX_EVAL_MODULUS", "TrainingPalette", "parse_palette", "names",
            "train_names", "heldout_names", "is_heldout", "is_eval_hex", "heldout_hex", "random_train_hex",
-           "xkcd_table"]
+           "xkcd_table", "PaletteDataset", "HEX_ENTRY", "recorded_palette", "covers", "palette_warning"]
 
 PALETTE_PARTS = ("canonical", "css", "xkcd", "hex")
+CONDITIONINGS = ("text", "text+rgb")  # see conditioning.py (kept here, torch-free, for TrainConfig and ModelInfo)
 HELDOUT_PERCENT = 20
 HEX_EVAL_MODULUS = 8
 _SALT = b"polycolor-heldout:"
@@ -183,8 +184,8 @@ class PaletteDataset:
 
     Wraps a ``synthetic.SyntheticDataset`` (same families, seed, size, length): sample ``i`` is drawn exactly as
     there, but with a one-name colour list drawn from the palette by a generator seeded with (seed, i, 0xC0102),
-    so held-out names and evaluation hex codes can never appear. The ``canonical`` family keeps the 8 canonical
-    colours (the original data's format).
+    so held-out names and evaluation hex codes can never appear (the ``canonical`` family too: its outlines
+    are the original ones, painted in the drawn colour).
     """
 
     def __init__(self, base, palette: "TrainingPalette | str"):
@@ -204,3 +205,50 @@ class PaletteDataset:
 
     def __repr__(self) -> str:
         return f"PaletteDataset({self.base!r}, palette={self.palette.spec!r})"
+
+
+HEX_ENTRY = "#rrggbb"  # in a recorded palette: "any hex code" (the model was trained on random codes)
+
+
+def recorded_palette(spec: str) -> list[str]:
+    """The palette a checkpoint records (config.json ``palette``): every trained name, plus ``#rrggbb`` for hex."""
+    pal = parse_palette(spec)
+    return pal.trained_names() + ([HEX_ENTRY] if pal.has_hex else [])
+
+
+def covers(palette, name: str) -> bool:
+    """Whether a recorded palette (``ModelInfo.palette``) includes ``name`` (any hex code when it has ``#rrggbb``)."""
+    key = colour_key(name)
+    if key.startswith("#") and HEX_ENTRY in palette:
+        return True
+    return key in {colour_key(n) for n in palette}
+
+
+def _resolves(name: str) -> bool:
+    try:
+        resolve_colour(name)
+        return True
+    except ValueError:
+        return False
+
+
+def palette_warning(info, names) -> str | None:
+    """A warning naming the model's palette for the colours in ``names`` it was not trained on; None if all are.
+
+    ``info``: a ``ModelInfo`` (its ``palette`` and ``colours``). Held-out names of a palette the model trained on
+    are reported too: the model has not been shown those names (the generalisation table measures how it does).
+    """
+    pal = tuple(getattr(info, "palette", ()) or CANONICAL_COLOURS)
+    # A text+rgb model trained on random hex codes paints any colour that resolves from its exact RGB (measured on
+    # the held-out names and evaluation codes): only names that do not resolve are outside what it was shown.
+    rgb_any = getattr(info, "conditioning", "text") == "text+rgb" and HEX_ENTRY in pal
+    outside = list(dict.fromkeys(str(n) for n in names if not covers(pal, n) and not (rgb_any and _resolves(n))))
+    if not outside:
+        return None
+    spec = getattr(info, "colours", "") or ""
+    shown = ", ".join(n for n in pal[:8]) + (f", ... ({len(pal)} names)" if len(pal) > 8 else "")
+    what = f"palette {spec!r}: {shown}" if spec else f"palette: {shown}"
+    return (f"colour{'s' if len(outside) > 1 else ''} {', '.join(map(repr, outside[:5]))}"
+            f"{' ...' if len(outside) > 5 else ''} not in the colours this model was trained on ({what}); "
+            "the fill may be a different colour. Use a trained name, or a model trained with --colours "
+            "canonical+xkcd+hex --conditioning text+rgb for any name or hex code.")

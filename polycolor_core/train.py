@@ -26,8 +26,10 @@ import torch
 from .checkpoint import build_meta, load_checkpoint, load_training_state, save_checkpoint
 from .devices import resolve_device
 from .losses import LpipsUnavailable, composite_loss, load_lpips, rgb_to_lab
+from .conditioning import attach_colour_token, condition
 from .lpips_loader import lpips_source
 from .model import create_model
+from .palettes import recorded_palette
 from .modelinfo import ModelInfo
 from .precision import resolve_precision
 from .text import CachedTextEncoder, get_text_encoder
@@ -117,7 +119,7 @@ def evaluate(model, val: ValidationSet, emb: torch.Tensor, device, autocast) -> 
     model.eval()
     x, y = val.inputs.to(device), val.targets.to(device)
     with autocast():
-        pred = model(x, emb.to(device)).float().clamp(0, 1)
+        pred = model(x, condition(model, emb.to(device), val.colours)).float().clamp(0, 1)
     model.train()
     de = (rgb_to_lab(pred) - rgb_to_lab(y)).pow(2).sum(1).sqrt()  # [N,H,W]
     mask = (x - y).abs().sum(1) > 0  # [N,H,W]: the polygon (pixels the target changes)
@@ -179,7 +181,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
 
     # --- data: batches are a pure function of (seed, step, rank) ---
     batches = TrainBatches(cfg.data, cfg.image_size, cfg.batch_size, cfg.seed, cfg.augment, rank, world,
-                           cfg.samples_per_epoch, cfg.source_size)
+                           cfg.samples_per_epoch, cfg.source_size, cfg.colours)
     steps_per_epoch = batches.steps_per_epoch
     total_steps = steps_per_epoch * cfg.resolved_epochs()
     stages = stage_bounds(cfg, total_steps)
@@ -201,7 +203,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     # Re-seed right before the weights are drawn: building LPIPS (or not, offline) consumes the global RNG, and
     # the initial weights must not depend on whether its backbone happened to load.
     torch.manual_seed(cfg.seed)
-    model = create_model(variant, encoder.spec.dim).to(device)
+    model = attach_colour_token(create_model(variant, encoder.spec.dim), cfg.conditioning).to(device)  # text+rgb
     # channels_last lets oneDNN/cuDNN pick their fast bf16 convolution kernels (~1.6x on this CPU)
     memory_format = torch.channels_last if bf16 else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -227,6 +229,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     meta_extra = dict(train_config=dataclasses.asdict(cfg), loss_weights=dataclasses.asdict(weights),
                       lpips_dropped=lpips_dropped, lpips_note=lpips_note,
                       lpips_source=lpips_source(lpips_net), total_steps=total_steps,
+                      **({"palette": recorded_palette(cfg.colours)} if cfg.colours else {}),
                       steps_per_epoch=steps_per_epoch, world_size=world, precision=precision)
     log_path = out / "metrics.jsonl"
     if rank == 0:
@@ -241,7 +244,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
         inputs, targets, colours = batches.batch(step, size_at(step))  # uint8 [B,H,W,3] x2, list[str]
         x = images_to_tensor(inputs).to(device).contiguous(memory_format=memory_format)  # [B,3,H,W] 0..1
         y = images_to_tensor(targets).to(device)
-        emb = encoder(colours).to(device)  # [B,L,D], from the cache after the first sight of a colour
+        emb = condition(core, encoder(colours).to(device), colours)  # [B,L(+1),D]; text cached after first sight
         with autocast():
             pred = model(x, emb)
         step_weights = loss_weights_at(weights, step, total_steps, cfg.ssim_warmup_frac)  # SSIM curriculum

