@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 
-def make_checkpoint(dest: Path, variant=None, spec=None, seed: int = 0, image_size: int = 32, **meta) -> Path:
-    """Save a random-weight checkpoint folder at ``dest`` (see the module docstring); returns ``dest``."""
+def make_checkpoint(dest: Path, variant=None, spec=None, seed: int = 0, image_size: int = 32, edit=None,
+                    **meta) -> Path:
+    """Save a random-weight checkpoint folder at ``dest`` (see the module docstring); returns ``dest``.
+    ``edit(model)``, if given, runs under ``torch.no_grad()`` just before saving (e.g. zero the output layer)."""
     import torch
 
     from polycolor.polycolor_core.checkpoint import build_meta, save_checkpoint
@@ -31,6 +33,8 @@ def make_checkpoint(dest: Path, variant=None, spec=None, seed: int = 0, image_si
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
+        if edit is not None:
+            edit(model)
     meta.setdefault("step", 0)
     return save_checkpoint(dest, model, build_meta(model, spec, image_size=image_size, **meta))
 

@@ -1,9 +1,11 @@
 """The leaderboard (``polycolor-eval``): model discovery, held-out data, scoring, ranking, outputs, CLI.
 
-Tiny checkpoints are made in a fixture: ``m1`` with random weights (output layer amplified: noise) and ``m2``
-whose UNet output layer is zeroed with bias 1, so it paints every image plain white (the background of three
-of the four held-out families: clearly better than noise on PSNR/SSIM/whole-image colour error); ``m4`` is an unfinished run. LPIPS runs with ``--lpips local``, an empty ``$TORCH_HOME`` and an empty
-``$POLYCOLOR_CACHE``, so it is deterministically "n/a (offline)" and no test touches the network.
+Tiny checkpoints are made with ``tests/conftest.py``'s ``checkpoint_factory``: ``m1`` with random weights
+(output layer amplified: noise) and ``m2`` whose UNet output layer is zeroed with bias 1, so it paints every
+image plain white (the background of three of the four held-out families: clearly better than noise on
+PSNR/SSIM/whole-image colour error); ``m4`` is an unfinished run. LPIPS runs with ``--lpips local``, an empty
+``$TORCH_HOME`` and an empty ``$POLYCOLOR_CACHE``, so it is deterministically "n/a (offline)" and no test
+touches the network.
 """
 
 from __future__ import annotations
@@ -21,9 +23,6 @@ from PIL import Image
 from polycolor.eval import heldout, models, report, schema, scoring
 from polycolor.eval import leaderboard as L
 from polycolor.eval.cli import main
-from polycolor.polycolor_core.checkpoint import build_meta, save_checkpoint
-from polycolor.polycolor_core.model import create_model
-from polycolor.polycolor_core.text import TinyRandomTextEncoder
 from polycolor.polycolor_core.variants import get_variant
 
 AYNA_VAL = Path(__file__).resolve().parents[1].parent / "shared/data/ayna/validation"
@@ -31,31 +30,27 @@ N, SIZE = 8, 32
 FAST = ["--n", str(N), "--size", str(SIZE), "--lpips", "local"]
 
 
-def _save(runs: Path, name: str, *, blank: bool = False, noisy: bool = False, finished: bool = True,
-          seed: int = 0) -> None:
-    import torch
-
-    torch.manual_seed(seed)
-    model = create_model(get_variant(name).tiny(), 32)
-    if blank:  # a zero output layer with bias 1 outputs plain white: the background of most held-out samples
-        with torch.no_grad():
+def _save(make_checkpoint, runs: Path, name: str, *, blank: bool = False, noisy: bool = False,
+          finished: bool = True, seed: int = 0) -> None:
+    """A tiny random-weight checkpoint of variant ``name`` at ``runs/<name>/checkpoint`` (conftest's factory)."""
+    def edit(model):
+        if blank:  # a zero output layer with bias 1 outputs plain white: the background of most held-out samples
             model.unet.conv_out.weight.zero_()
             model.unet.conv_out.bias.fill_(1.0)
-    if noisy:  # random weights, output layer amplified: a clearly bad model
-        with torch.no_grad():
+        if noisy:  # random weights, output layer amplified: a clearly bad model
             model.unet.conv_out.weight.mul_(10.0)
-    meta = build_meta(model, TinyRandomTextEncoder().spec, image_size=32, step=1 if finished else 1,
-                      total_steps=1 if finished else 10, finished=finished,
-                      lpips_dropped=get_variant(name).loss.lpips > 0)
-    save_checkpoint(runs / name / "checkpoint", model, meta)
+
+    make_checkpoint(runs / name / "checkpoint", variant=get_variant(name).tiny(), seed=seed, image_size=32,
+                    edit=edit, step=1, total_steps=1 if finished else 10, finished=finished,
+                    lpips_dropped=get_variant(name).loss.lpips > 0)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
+def runs(tmp_path_factory, checkpoint_factory) -> Path:
     d = tmp_path_factory.mktemp("lb") / "runs"
-    _save(d, "m1", noisy=True, seed=1)
-    _save(d, "m2", blank=True)
-    _save(d, "m4", finished=False, seed=4)
+    _save(checkpoint_factory, d, "m1", noisy=True, seed=1)
+    _save(checkpoint_factory, d, "m2", blank=True)
+    _save(checkpoint_factory, d, "m4", finished=False, seed=4)
     return d
 
 
@@ -322,14 +317,14 @@ def test_heldout_split_and_sheet_samples():
 
 
 @pytest.mark.slow
-def test_onnx_export_folder_is_scored_like_its_checkpoint(tmp_path):
+def test_onnx_export_folder_is_scored_like_its_checkpoint(tmp_path, checkpoint_factory):
     pytest.importorskip("onnxruntime")
     try:
         from polycolor.export.onnx_export import export_model
     except ImportError as exc:  # a build without the exporter
         pytest.skip(f"polycolor.export unavailable: {exc}")
     runs = tmp_path / "runs"
-    _save(runs, "m3", seed=3)
+    _save(checkpoint_factory, runs, "m3", seed=3)
     export_model(runs / "m3", tmp_path / "exports" / "m3")
     res = invoke("--models", f"m3,{tmp_path / 'exports' / 'm3'}", "--runs", str(runs), *FAST, "--no-reference",
                  "--precision", "fp32", "--json", str(tmp_path / "o.json"))
