@@ -30,7 +30,7 @@ from .text import TextEncoderSpec
 from .variants import Variant
 
 __all__ = ["CheckpointError", "LoadedCheckpoint", "atomic_dir_write", "build_meta", "load_checkpoint",
-           "load_training_state", "package_version", "save_checkpoint", "read_meta"]
+           "load_training_state", "package_version", "save_checkpoint", "checkpoint_dir"]
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -169,11 +169,6 @@ def save_checkpoint(
 
     atomic_dir_write(Path(dest), write)
     return Path(dest)
-
-
-def read_meta(path: str | Path) -> dict:
-    """The validated config.json of the checkpoint at ``path`` (``ModelInfo.read(path).meta``)."""
-    return ModelInfo.read(checkpoint_dir(path)).meta
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:

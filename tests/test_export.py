@@ -291,3 +291,20 @@ def test_fp16_file_is_used_only_where_it_is_fast(tiny_export, caplog):
         assert sum("running on the CPU" in r.getMessage() for r in caplog.records) == 1
     else:
         assert gpu.backend.path.name == "unet_fp16.onnx"
+
+
+def test_model_info_reads_an_export_like_its_checkpoint(tiny_onnx_export, tiny_checkpoint):
+    from polycolor.polycolor_core.modelinfo import SHARED_KEYS, ModelInfo
+
+    ex, ck = ModelInfo.read(tiny_onnx_export), ModelInfo.read(tiny_checkpoint)
+    assert ex.kind == "export" and ck.kind == "checkpoint"
+    assert ModelInfo.read(tiny_onnx_export / "manifest.json") == ex
+    assert ex.source == tiny_checkpoint.resolve() and ex.source_checkpoint() == ck
+    for attr in ("variant_name", "variant", "text_encoder", "image_size", "step", "total_steps", "finished",
+                 "precision", "palette", "train_config", "loss_weights", "lpips_dropped"):
+        assert getattr(ex, attr) == getattr(ck, attr), attr
+    manifest = json.loads((tiny_onnx_export / "manifest.json").read_text())
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert {k: manifest[k] for k in SHARED_KEYS if k != "text_encoder"} == \
+        {k: config[k] for k in SHARED_KEYS if k != "text_encoder"}  # one schema (an export's encoder adds 2 keys)
+    assert read_manifest(tiny_onnx_export)["variant"] == "m1-tiny"  # the manifest keeps its own keys
