@@ -18,6 +18,8 @@ Metric choices (documented once here):
   than torchmetrics so the leaderboard's numbers need no torch, are deterministic on CPU and are computed on
   the exact uint8 images that were written to disk. Images smaller than 11 px on a side fall back to the
   largest odd uniform window that fits (>= 3).
+* **Background changed** (``bg_changed``): :func:`background_changed`, the percent of pixels outside the true
+  polygon that the prediction changed by more than :data:`BG_CHANGE_TOL` in any channel.
 * **PSNR**: ``10 log10(255^2 / MSE)`` over all pixels and channels, capped at :data:`PSNR_CAP_DB` = 100 dB
   (identical images have MSE 0 -> +inf; the cap keeps tables/means finite). A non-identical uint8 pair
   peaks at ``10 log10(255^2 * 3HW)``: ~95 dB at 128x128, so at leaderboard sizes 100 dB means "identical";
@@ -46,6 +48,8 @@ __all__ = [
     "mask_iou",
     "ssim",
     "psnr",
+    "BG_CHANGE_TOL",
+    "background_changed",
     "score_pair",
     "score_batch",
     "LpipsScorer",
@@ -53,6 +57,10 @@ __all__ = [
 
 PSNR_CAP_DB = 100.0
 """PSNR reported for identical images (and the upper bound of every PSNR value)."""
+
+BG_CHANGE_TOL = 8
+"""Largest per-channel difference (of 255) that :func:`background_changed` still counts as "unchanged": above
+resampling noise (a raw model picture resized back to the user's size), below any visible edit."""
 
 PREDICTED_MASK_DE_THRESHOLD = 10.0
 """CIEDE2000 below which a pixel counts as "the requested colour" (dE 10 is a clearly visible but
@@ -247,6 +255,24 @@ def psnr(pred: np.ndarray, target: np.ndarray) -> float:
     if mse == 0.0:
         return PSNR_CAP_DB
     return float(min(PSNR_CAP_DB, 10.0 * math.log10(255.0 ** 2 / mse)))
+
+
+def background_changed(input: np.ndarray, pred: np.ndarray, target: np.ndarray, tol: int | None = None) -> float:
+    """Percent of the pixels outside the true polygon (:func:`true_mask`) that ``pred`` changed: any channel
+    differs from ``input`` by more than ``tol`` (default :data:`BG_CHANGE_TOL`). 0 means the rest of the
+    user's image came back as it was; NaN when the polygon covers the whole image."""
+    input = _check_rgb(input, "input")
+    pred = _check_rgb(pred, "pred")
+    target = _check_rgb(target, "target")
+    _check_same(input, pred, "input", "pred")
+    _check_same(input, target, "input", "target")
+    outside = ~true_mask(input, target)
+    n = int(outside.sum())
+    if n == 0:
+        return float("nan")
+    tol = BG_CHANGE_TOL if tol is None else int(tol)
+    changed = (np.abs(pred.astype(np.int16) - input.astype(np.int16)) > tol).any(axis=-1)
+    return float(100.0 * changed[outside].sum() / n)
 
 
 # -------------------------------------------------------------------------------------------- aggregate

@@ -24,10 +24,11 @@ def render_terminal(lb: Leaderboard, console, by_family: bool = False, written: 
     console.print(Text("Sorted by: ", style="bold") + Text(report.sort_text(lb)))
     t = Table(title="polycolor leaderboard", title_style="bold", header_style="bold")
     lp = report.TABLE_COLUMNS.index(METRICS["lpips"].label)
+    last_num = report.TABLE_COLUMNS.index("img/s")  # Rank, Model, then metrics, Params, img/s are numbers
     for i, h in enumerate(report.TABLE_COLUMNS):
         head = h + (" *" if i == lp and not lb.lpips.available else "")
-        t.add_column(head, justify="right" if i == 0 or 2 <= i <= 9 else "left",
-                     no_wrap=i in (0, 1) or 2 <= i <= 9, overflow="fold",
+        t.add_column(head, justify="right" if i == 0 or 2 <= i <= last_num else "left",
+                     no_wrap=i in (0, 1) or 2 <= i <= last_num, overflow="fold",
                      min_width=len(h) if i == 1 else None)
     for r, cells in zip(lb.rows, report.table_rows(lb)):
         style = "italic dim" if r.kind == "reference" else ("yellow" if r.status == "unfinished" else None)

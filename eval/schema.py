@@ -42,6 +42,8 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("de_image", "ΔE00 img", False, ".2f", "mean CIEDE2000 over the whole image, lower is better"),
         MetricInfo("iou", "IoU", True, ".3f", "IoU of predicted vs true polygon mask, higher is better"),
         MetricInfo("psnr", "PSNR", True, ".2f", "PSNR in dB (capped at 100), higher is better"),
+        MetricInfo("bg_changed", "bg chg %", False, ".1f",
+                   "percent of the pixels outside the true polygon that the model changed, lower is better"),
     )
 }
 METRIC_KEYS = tuple(METRICS)

@@ -57,7 +57,9 @@ def score_predictions(data: EvalData, preds: Sequence[np.ndarray], lpips_scorer=
     out = {k: np.full(n, np.nan) for k in METRIC_KEYS}
     rgbs = _colour_rgbs(data.colours)
     for i, (s, p) in enumerate(zip(data.samples, preds)):
-        one = _metrics.score_pair(s.input, np.asarray(p, dtype=np.uint8), s.target, rgbs[i])
+        p = np.asarray(p, dtype=np.uint8)
+        one = _metrics.score_pair(s.input, p, s.target, rgbs[i])
+        one["bg_changed"] = _metrics.background_changed(s.input, p, s.target)
         for k, v in one.items():
             out[k][i] = v
     if lpips_scorer is not None:

@@ -12,8 +12,10 @@ from PIL import Image, ImageDraw
 
 from polycolor.eval import baseline, selection
 from polycolor.eval.metrics import (
+    BG_CHANGE_TOL,
     PSNR_CAP_DB,
     LpipsScorer,
+    background_changed,
     ciede2000_lab,
     ciede2000_map,
     colour_error,
@@ -260,6 +262,27 @@ def test_score_pair_identical_and_keys():
     # the "do nothing" prediction: no painted pixels, large polygon error
     lazy = score_pair(inp, inp, tgt, (255, 0, 0))
     assert lazy["iou"] == 0.0 and lazy["de_polygon"] > 20 and lazy["psnr"] < PSNR_CAP_DB
+
+
+def test_background_changed_counts_only_pixels_outside_the_polygon():
+    inp = np.full((10, 10, 3), 255, np.uint8)
+    inp[2:5, 2:5] = 0  # a 3x3 black "outline"
+    tgt = inp.copy()
+    tgt[2:5, 2:5] = (255, 0, 0)  # the polygon: 9 px; 91 px outside it
+    assert background_changed(inp, tgt, tgt) == 0.0  # a perfect fill leaves the rest as it was
+    pred = tgt.copy()
+    pred[0, :] = 200  # 10 outside pixels changed by 55
+    assert background_changed(inp, pred, tgt) == pytest.approx(100 * 10 / 91)
+    pred[2:5, 2:5] = (0, 255, 0)  # wrong colour inside the polygon: not the background's business
+    assert background_changed(inp, pred, tgt) == pytest.approx(100 * 10 / 91)
+    faint = tgt.copy()
+    faint[9, :] = 255 - BG_CHANGE_TOL  # resampling-sized differences do not count
+    assert background_changed(inp, faint, tgt) == 0.0
+    faint[9, 0] = 255 - BG_CHANGE_TOL - 1
+    assert background_changed(inp, faint, tgt) == pytest.approx(100 / 91)
+    assert background_changed(inp, inp[::-1].copy(), tgt) > 0
+    everything = np.zeros_like(inp)  # the polygon covers the whole image: no background to change
+    assert math.isnan(background_changed(everything, tgt * 0 + 7, tgt * 0 + 7))
 
 
 def test_score_batch_matches_score_pair():

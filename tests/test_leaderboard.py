@@ -288,6 +288,17 @@ def test_markdown_table_string(lb):
     assert table in full and "## Per family" in full
 
 
+def test_background_changed_column(lb, tmp_path):
+    """``bg_changed``: 0 for the flood fill on clean white backgrounds, most of a dark background for m2 (white)."""
+    assert lb.reference.by_family["canonical"]["bg_changed"] == 0.0
+    m2 = next(r for r in lb.models if r.name == "m2")
+    assert m2.by_family["dark"]["bg_changed"] > 50 and 0 <= m2.metrics["bg_changed"] <= 100
+    assert "| bg chg % |" in lb.markdown_table().splitlines()[0]
+    rows = list(csv.DictReader(report.write_csv(lb, tmp_path / "t.csv").open()))
+    assert float(next(r for r in rows if r["model"] == "m2")["bg_changed"]) == pytest.approx(m2.metrics["bg_changed"],
+                                                                                            rel=1e-5)
+
+
 def test_json_roundtrip_has_no_nan(lb, tmp_path):
     p = report.write_json(lb, tmp_path / "x.json", per_sample=True)
     d = json.loads(p.read_text())  # strict JSON: NaN became null
