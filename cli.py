@@ -234,6 +234,8 @@ def infer(model: Path, data_path: Path, out: Path, colour, backend, device, prec
                f"skipped {len(report['skipped'])}; details in {out / 'report.json'}")
     for item in report["skipped"]:
         click.echo(f"  skipped {item['input']} ({item.get('colour')}): {item['reason']}")
+    if report.get("palette_warning"):
+        click.echo(f"warning: {report['palette_warning']}", err=True)
     sys.exit(1 if report["skipped"] else 0)
 
 

@@ -23,6 +23,7 @@ import atexit
 import logging
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -30,9 +31,11 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ..polycolor_core.colours import UnknownColourError, resolve_colour
+from ..polycolor_core.conditioning import colour_token_source
 from ..polycolor_core.devices import BACKENDS, check_backend, ort_has_gpu, resolve_device
 from ..polycolor_core.imageio import coerce_image, resize_image
 from ..polycolor_core.modelinfo import ModelInfo
+from ..polycolor_core.palettes import palette_warning
 from ..polycolor_core.precision import cpu_has_native_bf16, from_bf16_flag, resolve_precision
 from ..polycolor_core.text import CachedTextEncoder
 from .config import COLOUR_TABLE_FILE, EXPORTABLE_TEXT_ENCODERS, UNET_FILE, UNET_FP16_FILE, validate_manifest
@@ -66,6 +69,8 @@ class Colorizer:
     images: one image or a sequence (PIL, numpy, torch incl. ComfyUI [B,H,W,C] floats, path); colours: one
     name for all, or one per image.
     """
+
+    token = None  # text+rgb models (issue 16): names -> float32 [N,1,D], the RGB token appended to every embedding
 
     def __init__(self, backend: Backend, embeddings: CachedTextEncoder, image_size: int, batch_size: int = 16,
                  meta: dict | None = None, size_policy: str = "resize", info: ModelInfo | None = None,
@@ -124,6 +129,10 @@ class Colorizer:
     # -- the call -----------------------------------------------------------------------------------------
     def colorize(self, images, colours, progress: Callable[[int, int], None] | None = None) -> ColorizeResult:
         rgb, names, notes = self.prepare(images, colours)
+        warning = self.palette_warning(names)
+        if warning:  # never a silent wrong colour: the caller, the log and the notes all hear of it
+            notes.append(warning)
+            warnings.warn(warning, UserWarning, stacklevel=2)
         for note in notes:
             log.info(note)
         out: list[np.ndarray] = []
@@ -133,6 +142,8 @@ class Colorizer:
             x = np.stack([resize_image(im, s) for im in chunk]).astype(np.float32) / 255.0  # [b,S,S,3]
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # [b,3,S,S]
             emb = self.embeddings.numpy(names[start : start + len(chunk)])  # [b,L,D]
+            if self.token is not None:  # the one place the RGB token joins the text embedding: [b,L+1,D]
+                emb = np.concatenate([emb, self.token(names[start : start + len(chunk)])], 1)
             y = self.backend.run(x, emb)  # [b,3,S,S]
             y8 = (np.clip(y, 0, 1) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)  # [b,S,S,3]
             out.extend(resize_image(p, im.shape[:2]) for p, im in zip(y8, chunk))
@@ -142,6 +153,10 @@ class Colorizer:
 
     def __call__(self, images, colours) -> list[np.ndarray]:
         return self.colorize(images, colours).images
+
+    def palette_warning(self, names) -> str | None:
+        """The warning for colours outside the model's training palette (``palettes.palette_warning``), or None."""
+        return palette_warning(self.info, names) if self.info is not None else None
 
     @property
     def encoder_stats(self) -> dict:
@@ -194,6 +209,7 @@ class Colorizer:
             col = cls._torch(info, dev, resolve_precision(precision, dev), batch_size, text_encoder, threads,
                              size_policy)
         col.source = str(Path(path))
+        col.token = colour_token_source(info)  # None for text-only models
         return col
 
     @classmethod

@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,9 @@ def colorize_dataset(
         model_path, backend=backend, device=device, precision=precision, batch_size=batch_size, bf16=bf16,
         threads=threads)
     size = col.image_size
+    palette_warning = col.palette_warning([it.colour for it in items])  # colours the model was not trained on
+    if palette_warning:
+        notes.append(palette_warning)
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -269,7 +273,9 @@ def colorize_dataset(
                 arrays.append(img)
             if not chunk:
                 continue
-            result = col.colorize(arrays, [it.colour for it in chunk])
+            with warnings.catch_warnings():  # said once for the whole job (report["palette_warning"]), not per batch
+                warnings.simplefilter("ignore", UserWarning)
+                result = col.colorize(arrays, [it.colour for it in chunk])
             for it, img in zip(chunk, result.images):
                 dest = out_dir / it.output
                 try:
@@ -306,6 +312,7 @@ def colorize_dataset(
         "written": written,
         "skipped": skipped,
         "notes": notes,
+        "palette_warning": palette_warning,
         "text_encoder": col.encoder_stats,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(written) / seconds, 3) if seconds > 0 else None,

@@ -254,6 +254,7 @@ def export_model(
     import torch
 
     from ..polycolor_core.checkpoint import atomic_dir_write, load_checkpoint, package_version
+    from ..polycolor_core.conditioning import TOKEN_FILE, colour_token_numpy, token_weights
     from ..polycolor_core.modelinfo import ModelInfo, shared_fields
     from ..polycolor_core.text import encoder_from_spec
 
@@ -280,11 +281,17 @@ def export_model(
         save_colour_table(tmp / COLOUR_TABLE_FILE, names, table_emb)
         table = dict(zip(names, table_emb))
         L, D = int(table_emb.shape[1]), int(table_emb.shape[2])
+        token = {k: v.numpy() for k, v in token_weights(model).items()}  # text+rgb models' RGB token (issue 16)
+        if token:  # the UNet takes [B,L+1,D]; the Colorizer appends the token from colour_token.safetensors
+            from safetensors.numpy import save_file
+
+            save_file(token, str(tmp / TOKEN_FILE))
+            table = dict(zip(names, np.concatenate([table_emb, colour_token_numpy(token, names)], 1)))
 
         # -- UNet -------------------------------------------------------------------------------------------
         log.info("exporting the %s UNet (opset %d) ...", model.variant.name, config.opset)
         g = torch.Generator().manual_seed(0)
-        dummy = (torch.rand(2, 3, size, size, generator=g), torch.randn(2, L, D, generator=g))
+        dummy = (torch.rand(2, 3, size, size, generator=g), torch.randn(2, L + bool(token), D, generator=g))
         b, h, w = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("h", min=1, max=4096), torch.export.Dim("w", min=1, max=4096)
         unet_shapes = {"images": {0: b, 2: multiple * h, 3: multiple * w}, "text_emb": {0: b}}
         exporter = _torch_export(model, dummy, tmp / UNET_FILE, config.unet, config, unet_shapes)
@@ -372,6 +379,7 @@ def export_model(
                 "text_encoder": TEXT_ENCODER_FILE if te_exported else None,
                 "tokenizer": TOKENIZER_DIR if te_exported else None,
                 "colour_table": COLOUR_TABLE_FILE,
+                "colour_token": TOKEN_FILE if token else None,
             },
             "tokenizer_files": tok_files,
             "io": io,

@@ -143,6 +143,9 @@ class PolycolorColorize:
             raise ValueError(f"model must come from Polycolor Model Loader, got {type(model).__name__}")
         rgb, notes = image_batch_to_rgb(image)
         names = parse_colours(colour, len(rgb))
+        warning = getattr(model, "palette_warning", lambda _: None)(names)  # colours the model was not trained on
+        if warning:
+            log.warning("polycolor: %s", warning)  # the ComfyUI console (the Colorizer also raises a UserWarning)
         for note in notes:
             log.info("polycolor: %s", note)
         result = model.colorize(rgb, names, progress=_progress_bar(len(rgb)))

@@ -24,11 +24,12 @@ import torch
 from torch import nn
 
 from .colours import UnknownColourError, resolve_colour
+from .palettes import CONDITIONINGS
 
 __all__ = ["CONDITIONINGS", "TOKEN_PREFIX", "ColourToken", "resolve_rgbs", "fourier_features", "attach_colour_token",
-           "condition", "token_weights", "load_token_weights", "colour_token_numpy", "model_conditioning"]
+           "condition", "token_weights", "load_token_weights", "colour_token_numpy", "model_conditioning",
+           "TOKEN_FILE", "read_token_weights", "colour_token_source"]
 
-CONDITIONINGS = ("text", "text+rgb")
 TOKEN_PREFIX = "colour_token."
 N_FREQ = 6  # sin/cos at 2^0..2^5 * pi of each of the 6 channels (RGB 0..1, LAB scaled to about 0..1)
 
@@ -140,3 +141,33 @@ def colour_token_numpy(weights: dict, names) -> np.ndarray:
     tok = fourier_features(rgb, n_freq) @ w.T + b
     tok[~ok] = unknown
     return tok[:, None, :].astype(np.float32)
+
+
+TOKEN_FILE = "colour_token.safetensors"  # in an ONNX export folder: the ColourToken tensors (colour_token.*)
+
+
+def read_token_weights(path) -> dict[str, np.ndarray]:
+    """The ``colour_token.*`` tensors of a safetensors file (a checkpoint's model.safetensors or an export's
+    colour_token.safetensors) as numpy; {} when it has none."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        return {k: f.get_tensor(k) for k in f.keys() if k.startswith(TOKEN_PREFIX)}
+
+
+def colour_token_source(info):
+    """``names -> float32 [N,1,D]`` for a text+rgb model folder (a ``ModelInfo``), None for a text-only one.
+
+    The Colorizer appends it to every embedding, for the torch and the ONNX backend alike (numpy, from the saved
+    tensors: a checkpoint's model.safetensors, an export's colour_token.safetensors).
+    """
+    import functools
+
+    if getattr(info, "conditioning", "text") != "text+rgb":
+        return None
+    f = info.path / ("model.safetensors" if info.kind == "checkpoint" else TOKEN_FILE)
+    weights = read_token_weights(f) if f.is_file() else {}
+    if not weights:
+        raise ValueError(f"{info.path} was trained with conditioning text+rgb but {f.name} holds no {TOKEN_PREFIX}* "
+                         "tensors: re-export the model from its checkpoint (polycolor export) or retrain it")
+    return functools.partial(colour_token_numpy, weights)

@@ -122,3 +122,109 @@ def test_palette_warning_names_the_palette():
     assert "'blorple'" in palette_warning(wide, ["blorple"]) and "canonical+xkcd+hex" in palette_warning(wide, ["blorple"])
     text_only = type("Info", (), {"palette": wide.palette, "colours": wide.colours, "conditioning": "text"})()
     assert "'cloudy blue'" in palette_warning(text_only, ["cloudy blue", "#12ab34"])  # held out: never shown
+
+
+# --------------------------------------------------------------------------- inference surfaces (issue 16)
+
+WIDE = "canonical+xkcd+hex"
+
+
+@pytest.fixture(scope="module")
+def rgb_checkpoint(tmp_path_factory, checkpoint_factory):
+    from polycolor.polycolor_core.palettes import recorded_palette
+
+    def edit(model):
+        attach_colour_token(model, "text+rgb")
+        model.colour_token.proj.weight.normal_(0, 1.0)  # a token that matters for the output
+
+    return checkpoint_factory(tmp_path_factory.mktemp("rgb") / "ck", edit=edit, palette=recorded_palette(WIDE),
+                              train_config={"variant": "m1", "colours": WIDE, "conditioning": "text+rgb"})
+
+
+@pytest.fixture(scope="module")
+def text_checkpoint(tmp_path_factory, checkpoint_factory):
+    return checkpoint_factory(tmp_path_factory.mktemp("txt") / "ck")
+
+
+def _polygon(size=32):
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (size, size), "white")
+    ImageDraw.Draw(im).polygon([(6, 6), (26, 8), (16, 27)], outline=(0, 0, 0), width=1)
+    return np.asarray(im)
+
+
+def test_colorizer_appends_the_token_and_warns_outside_the_palette(rgb_checkpoint, text_checkpoint):
+    import warnings
+
+    from polycolor.export.colorizer import Colorizer
+
+    col = Colorizer.from_pretrained(rgb_checkpoint, backend="torch", precision="fp32")
+    assert col.info.conditioning == "text+rgb" and col.token is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any resolvable name or code: no warning for this model
+        a, b = col([_polygon(), _polygon()], ["#ff0000", "#0000ff"], output="raw")
+    assert not np.array_equal(a, b)  # same text embedding family, different RGB token -> different output
+    with pytest.warns(UserWarning, match="'blorple'.*canonical\\+xkcd\\+hex"):
+        assert col.palette_warning(["blorple"])
+        warnings.warn(col.palette_warning(["blorple"]), UserWarning)
+
+    plain = Colorizer.from_pretrained(text_checkpoint, backend="torch", precision="fp32")
+    assert plain.token is None
+    with pytest.warns(UserWarning, match="'teal'.*red, green, blue"):
+        res = plain.colorize([_polygon()], "teal")
+    assert any("'teal'" in n for n in res.notes)
+
+
+def test_onnx_export_carries_the_token_and_a_table_only_export_refuses_unknown_names(rgb_checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from polycolor.export.colorizer import Colorizer
+    from polycolor.export.onnx_export import export_model
+    from polycolor.polycolor_core.colours import UnknownColourError
+
+    out = export_model(rgb_checkpoint, tmp_path / "exp")  # parity-checked with the [B, L+1, D] conditioning
+    assert (out / "colour_token.safetensors").is_file()
+    onnx = Colorizer.from_pretrained(out, backend="onnx")
+    torch_col = Colorizer.from_pretrained(rgb_checkpoint, backend="torch", precision="fp32")
+    assert onnx.info.conditioning == "text+rgb"
+    x = _polygon()
+    got = onnx([x], "red", output="raw")[0].astype(int)
+    ref = torch_col([x], "red", output="raw")[0].astype(int)
+    assert np.abs(got - ref).max() <= 2
+    with pytest.raises(UnknownColourError, match="colour table"):  # the test encoder is not exportable: table only
+        onnx([x], "#12ab34")
+
+
+def test_cli_infer_warns_naming_the_palette(text_checkpoint, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from polycolor.cli import main
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_polygon()).save(tmp_path / "in" / "a.png")
+    res = CliRunner().invoke(main, ["infer", str(text_checkpoint), "--data", str(tmp_path / "in"), "--out",
+                                    str(tmp_path / "out"), "--colour", "teal", "--backend", "torch"])
+    assert res.exit_code == 0, res.output
+    assert "warning: colour 'teal' not in the colours this model was trained on" in res.output
+    assert "red, green, blue" in res.output
+    ok = CliRunner().invoke(main, ["infer", str(text_checkpoint), "--data", str(tmp_path / "in"), "--out",
+                                   str(tmp_path / "out2"), "--colour", "red", "--backend", "torch"])
+    assert ok.exit_code == 0 and "warning:" not in ok.output
+
+
+def test_comfyui_node_warns_naming_the_palette(text_checkpoint, caplog):
+    import logging
+
+    from polycolor.export.colorizer import Colorizer
+    from polycolor.nodes.colorize import PolycolorColorize
+
+    col = Colorizer.from_pretrained(text_checkpoint, backend="torch", precision="fp32")
+    image = torch.from_numpy(_polygon()[None].astype(np.float32) / 255.0)
+    with caplog.at_level(logging.WARNING, logger="polycolor"), pytest.warns(UserWarning):
+        PolycolorColorize().colorize(col, image, "gold")
+    assert any("'gold'" in r.getMessage() and "red, green, blue" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="polycolor"):
+        PolycolorColorize().colorize(col, image, "red")
+    assert not [r for r in caplog.records if "trained on" in r.getMessage()]
