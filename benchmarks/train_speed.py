@@ -231,11 +231,9 @@ def main(argv=None) -> int:
                            f"{r['images_per_s']:.1f}", f"{r['ms_per_step']:.0f}", note)
         console.print(lt)
     out = {"machine": info, "batch": args.batch, "steps": args.steps, "rows": rows, "levers": lever_rows}
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=2))
-    tmp.replace(path)
+    from polycolor.polycolor_core.atomic import write_json_atomic
+
+    path = write_json_atomic(args.json, out, sort_keys=False)
     console.print(f"wrote {path}")
     return 0
 
