@@ -49,6 +49,9 @@ def _parse_models(ctx, param, value):
 @click.option("--size", type=click.IntRange(min=8), default=None,
               help=f"Image size in px (held-out split: default {DEFAULT_SIZE}, the original format; "
                    "--data: resize to this, default keep).")
+@click.option("--user-families", "user_n", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Add N held-out images of each user-input family (anti-aliased, 256-1024 px, JPEG, coloured "
+                   "ink, paper, thick pens, all at once), each scored at its own size.")
 @click.option("--by-family", is_flag=True, help="Add a per-family breakdown table.")
 @click.option("--sort", type=click.Choice(SORT_KEYS), default=DEFAULT_SORT, show_default=True,
               help="Rank by this metric (lower-is-better metrics ascending, the others descending).")
@@ -72,7 +75,7 @@ def _parse_models(ctx, param, value):
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch / onnxruntime (default: their choice). On a CPU shared with other jobs, 1 can be "
                    "much faster than oversubscribed threads.")
-def main(models, runs_dir, data_spec, n, size, by_family, sort, json_path, csv_path, md_path, sheet_path,
+def main(models, runs_dir, data_spec, n, size, user_n, by_family, sort, json_path, csv_path, md_path, sheet_path,
          out_dir, backend, device, batch_size, precision, lpips_mode, reference, threads):
     """Score trained polycolor models on held-out data and rank them.
 
@@ -102,7 +105,7 @@ def main(models, runs_dir, data_spec, n, size, by_family, sort, json_path, csv_p
     err = Console(stderr=True, highlight=False)
 
     try:
-        data = load_eval_data(data_spec, n, size)
+        data = load_eval_data(data_spec, n, size, user_n=user_n)
     except (DataError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--data" if data_spec else "--n/--size") from exc
 

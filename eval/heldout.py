@@ -7,7 +7,9 @@ leaderboard seed is used by nothing else, so every posed / random-shape sample i
 Families (round-robin, so ``n`` splits evenly): canonical (the original format), shapes (random n-gons,
 stars, crosses, arrows, irregular polygons), pose (the 8 shapes rotated/scaled/shifted, varied outline
 widths), dark (dark noisy backgrounds with light outlines). Default ``n=96`` at ``size=128`` (the original
-format's size). :func:`load_eval_data` with a ``data_spec`` replaces it with a folder in the original
+format's size). ``user_n`` adds that many samples of each user-input family of issue 13 (anti-aliased,
+high-resolution, JPEG, coloured ink, paper, thick pens, all at once), each scored at its own native size.
+:func:`load_eval_data` with a ``data_spec`` replaces it with a folder in the original
 layout or any ``load_data`` spec (``hf:...``).
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 from ..polycolor_core.data import DataError, Sample, load_data
 
 __all__ = ["HELDOUT_SEED", "HELDOUT_FAMILIES", "DEFAULT_N", "DEFAULT_SIZE", "EvalData", "build_heldout",
-           "load_eval_data"]
+           "user_samples", "load_eval_data"]
 
 HELDOUT_SEED = 2024_1129
 """Seed of the default held-out set. Training uses seeds 0.. for batches and seed+10000 for validation."""
@@ -73,29 +75,55 @@ class EvalData:
 
 
 def build_heldout(n: int = DEFAULT_N, size: int = DEFAULT_SIZE, seed: int = HELDOUT_SEED,
-                  families: Sequence[str] = HELDOUT_FAMILIES) -> EvalData:
-    """The default held-out split: ``n`` synthetic samples, split evenly (round-robin) across ``families``."""
+                  families: Sequence[str] = HELDOUT_FAMILIES, user_n: int = 0) -> EvalData:
+    """The default held-out split: ``n`` synthetic samples, split evenly (round-robin) across ``families``;
+    plus, when ``user_n > 0``, ``user_n`` samples of every user-input family (``families.USER_FAMILIES``:
+    anti-aliased, 256-1024 px, JPEG, coloured ink, paper, thick pens) at their own native size."""
     from ..polycolor_core.synthetic import SyntheticDataset
 
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if user_n < 0:
+        raise ValueError(f"user_n must be 0 or more, got {user_n}")
     ds = SyntheticDataset(tuple(families), n, seed, size)
     samples = list(ds)
-    data = EvalData(samples, "", f"synthetic:{'+'.join(ds.families)}?n={n}&seed={seed}&size={size}", seed, size)
+    samples += user_samples(user_n, seed)
+    data = EvalData(samples, "", f"synthetic:{'+'.join(ds.families)}?n={n}&seed={seed}&size={size}", seed,
+                    None if user_n else size)
     counts = ", ".join(f"{f} {c}" for f, c in data.family_counts().items())
-    data.description = (f"held-out synthetic split: {n} images at {size}x{size} px, seed {seed} (never used for "
-                        f"training); {counts}")
+    user = f" plus {user_n} per user-input family at its native size (up to 1024 px)" if user_n else ""
+    data.description = (f"held-out synthetic split: {n} images at {size}x{size} px{user}, seed {seed} (never "
+                        f"used for training); {counts}")
     return data
 
 
-def load_eval_data(data_spec: str | Path | None = None, n: int | None = None, size: int | None = None) -> EvalData:
-    """The held-out split (``data_spec=None``), or ``n`` samples of a folder / ``load_data`` spec.
+USER_STREAM = 13
+"""Second seed word of the user-family samples: ``rng([seed, USER_STREAM, family index, j])``, a stream no
+``SyntheticDataset`` draws from (those use ``rng([seed, index])``)."""
+
+
+def user_samples(per_family: int, seed: int = HELDOUT_SEED) -> list[Sample]:
+    """``per_family`` samples of every family in ``families.USER_FAMILIES``, each at its native size."""
+    from ..polycolor_core.families import USER_FAMILIES, make_family_sample
+
+    return [make_family_sample(np.random.default_rng([int(seed), USER_STREAM, fi, j]), fam, native=True)
+            for fi, fam in enumerate(USER_FAMILIES) for j in range(int(per_family))]
+
+
+def load_eval_data(data_spec: str | Path | None = None, n: int | None = None, size: int | None = None,
+                   user_n: int = 0) -> EvalData:
+    """The held-out split (``data_spec=None``; ``user_n``: see :func:`build_heldout`), or ``n`` samples of a
+    folder / ``load_data`` spec.
 
     For a spec, ``n`` caps the number of samples (default: all) and ``size`` resizes inputs and targets
     (bilinear; default: keep each image's own size). Raises ``DataError`` for unreadable data.
     """
     if data_spec is None or str(data_spec).strip() == "":
-        return build_heldout(DEFAULT_N if n is None else n, DEFAULT_SIZE if size is None else size)
+        return build_heldout(DEFAULT_N if n is None else n, DEFAULT_SIZE if size is None else size,
+                             user_n=user_n)
+    if user_n:
+        raise ValueError("user-input families are part of the held-out split only; drop --user-families "
+                         "or --data")
     from ..polycolor_core.imageio import resize_image
 
     src = load_data(data_spec)

@@ -169,12 +169,14 @@ def run_leaderboard(
     sheet_samples: int = SHEET_SAMPLES,
     progress: ProgressFn | None = None,
     data: EvalData | None = None,
+    user_n: int = 0,
 ) -> Leaderboard:
     """Score ``models`` on held-out data and rank them. Never prints.
 
     ``models``: a selection string (``"m1..m8"``, ``"m2,m4,m8"``, paths) or a list of names/paths; raises
     ``ValueError`` for an invalid one. ``runs_dir``: see :func:`~polycolor.eval.models.resolve_runs_dir`.
-    ``data_spec``/``n``/``size``: see :func:`~polycolor.eval.heldout.load_eval_data` (or pass ready ``data``).
+    ``data_spec``/``n``/``size``/``user_n``: see :func:`~polycolor.eval.heldout.load_eval_data` (or pass ready
+    ``data``).
     ``lpips``: ``auto`` | ``local`` | ``off`` (see :func:`~polycolor.eval.scoring.make_lpips_scorer`).
     ``threads``: CPU threads for torch / onnxruntime (process-wide ``torch.set_num_threads``; default: leave as
     is). ``progress(description, completed, total)`` is called while scoring.
@@ -189,7 +191,7 @@ def run_leaderboard(
 
         torch.set_num_threads(int(threads))
     if data is None:
-        data = load_eval_data(data_spec, n, size)
+        data = load_eval_data(data_spec, n, size, user_n=user_n)
     scorer, lp_info = scoring.make_lpips_scorer(lpips, device)
     if scorer is not None:  # probe once: a failure here (e.g. images too small for AlexNet) drops the column
         try:

@@ -208,6 +208,27 @@ def test_bad_data_is_a_usage_error(runs, tmp_path):
     assert res.exit_code == 2 and "--data" in res.output
 
 
+def test_user_families_are_scored_at_their_own_size(runs, tmp_path):
+    from polycolor.polycolor_core.families import USER_FAMILIES
+
+    res = invoke("--models", "m2", "--runs", str(runs), "--n", "4", "--size", str(SIZE), "--lpips", "off",
+                 "--user-families", "1", "--no-reference", "--json", str(tmp_path / "f.json"),
+                 "--sheet", str(tmp_path / "f.png"))
+    assert res.exit_code == 0, res.output
+    d = json.loads((tmp_path / "f.json").read_text())
+    assert d["dataset"]["families"] == {**{f: 1 for f in heldout.HELDOUT_FAMILIES}, **{f: 1 for f in USER_FAMILIES}}
+    assert d["dataset"]["size"] is None and "per user-input family" in d["dataset"]["description"]
+    for r in d["rows"]:
+        assert set(r["by_family"]) == set(heldout.HELDOUT_FAMILIES) | set(USER_FAMILIES)
+    data = heldout.build_heldout(4, SIZE, user_n=1)
+    hires = next(s for s in data.samples if s.family == "hires")
+    assert max(hires.input.shape[:2]) >= 256 and hires.input.shape == hires.target.shape
+    assert Image.open(tmp_path / "f.png").size[0] == 190 + 8 * (160 + 4) + 4  # 8 columns at the largest cell
+    res = CliRunner().invoke(main, ["--models", "m2", "--runs", str(runs), "--data", str(tmp_path),
+                                    "--user-families", "1"])
+    assert res.exit_code == 2 and "held-out split only" in res.output
+
+
 def test_unfinished_run_is_scored_and_flagged(runs, tmp_path):
     res = invoke("--models", "m4", "--runs", str(runs), *FAST, "--json", str(tmp_path / "u.json"))
     assert res.exit_code == 0, res.output
