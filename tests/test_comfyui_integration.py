@@ -1,10 +1,12 @@
 """The polycolor nodes in a real ComfyUI (0.3.75): registration, model dropdown, the example workflows, pixels.
 
-A tiny m1 is overfitted (``polycolor_core.train``) on one polygon/cyan pair, put into the server's
-``polycolor`` model folder as a run folder (``m1/checkpoint/config.json``, the name the example workflow
-uses), and the example API workflow (LoadImage -> Polycolor Model Loader -> Polygon Colorize -> SaveImage)
-runs on that polygon. The saved image must be cyan inside the polygon and white outside, and equal to what
-the node gives when called directly in this process. The UI-format example must describe the same graph.
+A tiny m1 is overfitted (``polycolor_core.train``) on the shipped example image filled cyan
+(``_comfyui_example.py``), put into the server's ``polycolor`` model folder as a run folder
+(``m1/checkpoint/config.json``, the name the example workflow uses), and the API-format example
+``docs/polycolor_api.json`` (LoadImage -> Polycolor Model Loader -> Polygon Colorize -> SaveImage) runs on
+that image. The saved image must be cyan inside the polygon and white outside, and equal to what
+the node gives when called directly in this process. The UI-format template
+``example_workflows/polycolor.json`` must be the only one listed and describe the same graph.
 
 Skipped when ComfyUI is not prepared (``bash .ci/prepare_comfyui.sh``), except under CI (env ``CI`` set),
 where that fails. Every wait is bounded; the server is stopped in ``finally``.
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 import sys
 import time
@@ -22,31 +23,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 pytestmark = [pytest.mark.slow, pytest.mark.comfyui]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-UI_WORKFLOW = REPO_ROOT / "example_workflows" / "polycolor.json"
-API_WORKFLOW = REPO_ROOT / "docs" / "polycolor_api.json"
-SIZE = 96  # the example image; the model works at MODEL_SIZE and the Colorizer resizes both ways
-MODEL_SIZE = 32
-CYAN = (0, 255, 255)
-MODEL_NAME = "m1/checkpoint/config.json"
 
-
-def _load_helpers():
-    name = "polycolor_tests_comfyui"
+def _load_helpers(file: str, name: str):
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_comfyui.py"))
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
-H = _load_helpers()
+H = _load_helpers("_comfyui.py", "polycolor_tests_comfyui")
+X = _load_helpers("_comfyui_example.py", "polycolor_tests_comfyui_example")
+SIZE = Image.open(X.INPUT_IMAGE).size[0]  # the shipped example image (square)
+CYAN, MODEL_NAME = X.CYAN, X.MODEL_NAME
 
 
 @pytest.fixture(scope="module")
@@ -59,55 +54,6 @@ def comfy_dir():
             pytest.fail(msg)
         pytest.skip(msg)
     return found
-
-
-# ----------------------------------------------------------------------------------------- the example
-
-
-def _octagon(size: int) -> list[tuple[float, float]]:
-    c, r = size / 2, size * 0.33
-    return [(c + r * math.cos(2 * math.pi * k / 8 + math.pi / 8), c + r * math.sin(2 * math.pi * k / 8 + math.pi / 8))
-            for k in range(8)]
-
-
-def _example() -> tuple[Image.Image, Image.Image, np.ndarray, np.ndarray]:
-    """(outline input, cyan-filled target, inside mask, outside mask); masks keep 5 px off the outline."""
-    from scipy import ndimage
-
-    pts = _octagon(SIZE)
-    inp = Image.new("RGB", (SIZE, SIZE), "white")
-    ImageDraw.Draw(inp).polygon(pts, outline="black", width=3)
-    tgt = Image.new("RGB", (SIZE, SIZE), "white")
-    ImageDraw.Draw(tgt).polygon(pts, fill=CYAN, outline=CYAN, width=3)  # the study fills the outline too
-    region = Image.new("L", (SIZE, SIZE), 0)
-    ImageDraw.Draw(region).polygon(pts, fill=255, outline=255, width=3)
-    filled = np.asarray(region) > 0
-    return (inp, tgt, ndimage.binary_erosion(filled, iterations=5),
-            ndimage.binary_erosion(~filled, iterations=5, border_value=1))
-
-
-def _train_overfit(work: Path, models_dir: Path) -> Path:
-    """Overfit m1-tiny on the one example (folder data in the original layout) into models_dir/m1."""
-    from polycolor.polycolor_core.train import config_from_profile, train
-
-    inp, tgt, _, _ = _example()
-    data = work / "data"
-    (data / "inputs").mkdir(parents=True)
-    (data / "outputs").mkdir()
-    inp.save(data / "inputs" / "octagon.png")
-    tgt.save(data / "outputs" / "cyan_octagon.png")
-    steps = 30  # one pair repeated: an "epoch" of 30 batches of 1 (no augmentation: memorise it exactly)
-    rows = [{"input_polygon": "octagon.png", "colour": "cyan", "output_image": "cyan_octagon.png"}] * steps
-    (data / "data.json").write_text(json.dumps(rows))
-    cfg = config_from_profile(
-        "m1", "tiny", data=f"folder:{data}", out=str(models_dir / "m1"), epochs=1, batch_size=1,
-        image_size=MODEL_SIZE, lr=1e-2, augment=False, val_samples=1, device="cpu", seed=0,
-    )
-    result = train(cfg, progress=False)
-    ckpt = Path(getattr(result, "checkpoint", result))
-    assert (ckpt / "config.json").is_file() and (ckpt / "model.safetensors").is_file()
-    assert ckpt == models_dir / "m1" / "checkpoint"
-    return ckpt
 
 
 # ----------------------------------------------------------------------------------------- UI -> API
@@ -159,12 +105,12 @@ def _direct_reference(ckpt: Path, inp: Image.Image) -> np.ndarray:
 def test_example_workflow_in_real_comfyui(comfy_dir, tmp_path):
     t0 = time.monotonic()
     models = tmp_path / "models"
-    ckpt = _train_overfit(tmp_path / "train", models)
+    ckpt = X.train_overfit(tmp_path / "train", models)
     t_train = time.monotonic() - t0
-    inp, _, inside, outside = _example()
+    inp, _, inside, outside = X.example()
     reference = _direct_reference(ckpt, inp)
 
-    server = H.start_server(comfy_dir, REPO_ROOT, models, timeout=180, node_name="polycolor",
+    server = H.start_server(comfy_dir, X.REPO_ROOT, models, timeout=180, node_name="polycolor",
                             work_dir=tmp_path / "comfy")
     try:
         inp.save(server.input_dir / "polygon.png")
@@ -193,8 +139,8 @@ def test_example_workflow_in_real_comfyui(comfy_dir, tmp_path):
         templates = H.get_json(server.url, "/workflow_templates")
         assert templates.get("polycolor") == ["polycolor"], templates
         ui = H.get_json(server.url, "/api/workflow_templates/polycolor/polycolor.json")
-        assert ui == json.loads(UI_WORKFLOW.read_text())
-        api = json.loads(API_WORKFLOW.read_text())
+        assert ui == json.loads(X.UI_WORKFLOW.read_text())
+        api = json.loads(X.API_WORKFLOW.read_text())
         assert _ui_to_api(ui, info) == _strip_meta(api)
 
         # --- run the API example with the listed model, plus MASK -> image -> SaveImage to see the mask ---
@@ -212,8 +158,7 @@ def test_example_workflow_in_real_comfyui(comfy_dir, tmp_path):
         assert saved.filename.startswith("polycolor") and (server.output_dir / saved.subfolder / saved.filename).is_file()
         got = np.asarray(saved.to_pil().convert("RGB")).astype(np.int16)
         assert got.shape == (SIZE, SIZE, 3)
-        err_in = np.abs(got[inside] - np.array(CYAN)).mean()
-        err_out = np.abs(got[outside] - 255).mean()
+        err_in, err_out = X.fill_errors(got, inside, outside)
         assert err_in < 20, f"inside the polygon is not cyan: mean |diff| {err_in:.1f}"
         assert err_out < 20, f"the background changed: mean |diff| {err_out:.1f}"
         # Same model, same image, same node: ComfyUI's file matches the direct call. Not bit for bit: SaveImage
