@@ -228,3 +228,22 @@ def test_comfyui_node_warns_naming_the_palette(text_checkpoint, caplog):
     with caplog.at_level(logging.WARNING, logger="polycolor"):
         PolycolorColorize().colorize(col, image, "red")
     assert not [r for r in caplog.records if "trained on" in r.getMessage()]
+
+
+def test_generalisation_table_reference_rows_on_a_tiny_model(text_checkpoint):
+    from polycolor.eval.colours import colour_table, render_markdown
+    from polycolor.export.colorizer import Colorizer
+
+    col = Colorizer.from_pretrained(text_checkpoint, backend="torch", precision="fp32")
+    table = colour_table([("tiny", col)], n_hex=4, limit=8)
+    assert table["sets"] == {"canonical": 8, "css held-out": 8, "xkcd held-out": 8, "hex": 4}
+    rows = {r["name"]: r["cells"] for r in table["rows"]}
+    assert set(rows) == {"tiny", "nearest trained name", "resolved RGB"}
+    for cell in rows["resolved RGB"].values():  # the exact colour: the ceiling
+        assert cell["de00"] == 0.0 and cell["share_lt5"] == 1.0
+    # a trained name's nearest trained name is itself; an unseen code is (almost surely) some other colour
+    assert rows["nearest trained name"]["canonical"]["de00"] == 0.0
+    assert rows["nearest trained name"]["hex"]["de00"] > 5
+    assert all(np.isfinite(c["de00"]) for c in rows["tiny"].values()) and rows["tiny"]["canonical"]["de00"] > 0
+    md = render_markdown(table)
+    assert "| resolved RGB | 0.0 / 100% |" in md and "tiny (canonical / text)" in md
