@@ -216,10 +216,14 @@ def export(model: Path, out: Path, fp16: bool, with_text_encoder: bool, colours:
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default="auto", show_default=True,
               help="torch backend: auto = bf16 only where the hardware has native bf16, else fp32.")
 @click.option("--batch-size", default=16, show_default=True)
-def infer(model: Path, data_path: Path, out: Path, colour, backend, device, precision, batch_size) -> None:
+@click.option("--output", "output", type=click.Choice(["composite", "raw"]), default="composite", show_default=True,
+              help="composite: a solid fill of the model's colour pasted into each image at its own size, every "
+                   "other pixel untouched; raw: the model's whole picture scaled back (the study's figures).")
+def infer(model: Path, data_path: Path, out: Path, colour, backend, device, precision, batch_size, output) -> None:
     """Colour every image in --data with MODEL (a run, checkpoint or ONNX export folder).
 
-    Outputs keep the data.json `output_image` names; bad items are skipped and listed in OUT/report.json.
+    Any size and aspect ratio: images are letterboxed to the model's square, never squashed. Outputs keep the
+    data.json `output_image` names; bad items are skipped and listed in OUT/report.json.
 
     Example: polycolor infer runs/m8 --data ../shared/data/ayna/validation --out colored/
     """
@@ -227,7 +231,7 @@ def infer(model: Path, data_path: Path, out: Path, colour, backend, device, prec
 
     try:
         report = colorize_dataset(model, data_path, out, colour=colour, backend=backend, device=device,
-                                  precision=precision, batch_size=batch_size, progress=True)
+                                  precision=precision, batch_size=batch_size, progress=True, output=output)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc), 2)
     click.echo(f"wrote {len(report['written'])} images to {out} ({report.get('backend', '')}); "

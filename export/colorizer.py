@@ -6,8 +6,11 @@
     images = col(["a.png", pil_image, uint8_array], "cyan")
 
 The Colorizer does what must not differ between backends: turning PIL images / arrays / tensors / paths into
-RGB (``imageio.coerce_image``), checking colour names, resizing to the model's working size and back,
-chunking any batch, and embedding each distinct colour once (``text.CachedTextEncoder``: the export's
+RGB (``imageio.coerce_image``), checking colour names, letterboxing to the model's working square (no
+squash; ``composite.letterbox``) and turning its output into what the user gets (``composite.finish``:
+``output="composite"``, the default, pastes a solid fill of the model's colour over its mask into the user's
+own full-resolution image and leaves every other pixel as it was; ``output="raw"`` is the model's whole picture
+scaled back, the study's figures), chunking any batch, and embedding each distinct colour once (``text.CachedTextEncoder``: the export's
 precomputed table and/or a text encoder, cached by ``colour_key``). A *backend* only maps float32 images
 [B,3,S,S] + embeddings [B,L,D] to float32 images [B,3,S,S]: ``torch_backend.TorchBackend`` (fp32/bf16, the
 fast CPU path as a setting) or ``ort_backend.OrtBackend`` (onnxruntime).
@@ -32,8 +35,9 @@ import numpy as np
 
 from ..polycolor_core.colours import UnknownColourError, resolve_colour
 from ..polycolor_core.conditioning import colour_token_source
+from ..polycolor_core.composite import OUTPUTS, check_output, finish, letterbox
 from ..polycolor_core.devices import BACKENDS, check_backend, ort_has_gpu, resolve_device
-from ..polycolor_core.imageio import coerce_image, resize_image
+from ..polycolor_core.imageio import coerce_image
 from ..polycolor_core.modelinfo import ModelInfo
 from ..polycolor_core.palettes import palette_warning
 from ..polycolor_core.precision import cpu_has_native_bf16, from_bf16_flag, resolve_precision
@@ -42,7 +46,7 @@ from .config import COLOUR_TABLE_FILE, EXPORTABLE_TEXT_ENCODERS, UNET_FILE, UNET
 
 log = logging.getLogger("polycolor")
 
-__all__ = ["BACKENDS", "ColorizeResult", "Colorizer", "UnknownColourError", "cpu_has_native_bf16", "default_bf16"]
+__all__ = ["BACKENDS", "OUTPUTS", "ColorizeResult", "Colorizer", "UnknownColourError", "cpu_has_native_bf16", "default_bf16"]
 
 
 def default_bf16(device: str) -> bool:
@@ -61,6 +65,9 @@ class Backend(Protocol):
 class ColorizeResult:
     images: list[np.ndarray]  # RGB uint8 [H,W,3], each at its input's size
     notes: list[str] = field(default_factory=list)  # conversions and resizes that happened
+    masks: list[np.ndarray] = field(default_factory=list)  # bool [H,W]: the fill mask (the composite's, both outputs)
+    fill_colours: list = field(default_factory=list)  # (r, g, b) the model filled with, or None (no fill found)
+    output: str = "composite"
 
 
 class Colorizer:
@@ -74,9 +81,10 @@ class Colorizer:
 
     def __init__(self, backend: Backend, embeddings: CachedTextEncoder, image_size: int, batch_size: int = 16,
                  meta: dict | None = None, size_policy: str = "resize", info: ModelInfo | None = None,
-                 source: str = ""):
+                 source: str = "", output: str = "composite"):
         if size_policy not in ("resize", "refuse"):
-            raise ValueError("size_policy must be 'resize' (to the model size and back) or 'refuse'")
+            raise ValueError("size_policy must be 'resize' (letterboxed to the model size and back) or 'refuse'")
+        self.output = check_output(output)
         self.backend = backend
         self.embeddings = embeddings
         self.image_size = int(image_size)
@@ -122,12 +130,16 @@ class Colorizer:
                 if self.size_policy == "refuse":
                     raise ValueError(f"image {i} is {w}x{h} but the model works at {s}x{s}; resize it or use "
                                      "size_policy='resize'")
-                notes.append(f"{src}: {w}x{h} resized to the model's {s}x{s} and the output back to {w}x{h}")
+                notes.append(f"{src}: {w}x{h} resized to the model's {s}x{s} (letterboxed, not squashed) and the "
+                             f"output back to {w}x{h}")
             rgb.append(img)
         return rgb, self._colours(colours, len(rgb)), notes
 
     # -- the call -----------------------------------------------------------------------------------------
-    def colorize(self, images, colours, progress: Callable[[int, int], None] | None = None) -> ColorizeResult:
+    def colorize(self, images, colours, progress: Callable[[int, int], None] | None = None,
+                 output: str | None = None) -> ColorizeResult:
+        """``output``: "composite" | "raw" (default: the Colorizer's ``output``, itself "composite")."""
+        mode = check_output(output or self.output)
         rgb, names, notes = self.prepare(images, colours)
         warning = self.palette_warning(names)
         if warning:  # never a silent wrong colour: the caller, the log and the notes all hear of it
@@ -135,24 +147,29 @@ class Colorizer:
             warnings.warn(warning, UserWarning, stacklevel=2)
         for note in notes:
             log.info(note)
-        out: list[np.ndarray] = []
+        res = ColorizeResult([], notes, output=mode)
         s = self.image_size
         for start in range(0, len(rgb), self.batch_size):
             chunk = rgb[start : start + self.batch_size]
-            x = np.stack([resize_image(im, s) for im in chunk]).astype(np.float32) / 255.0  # [b,S,S,3]
+            boxed = [letterbox(im, s) for im in chunk]  # ([S,S,3] uint8, Letterbox) each
+            x = np.stack([b[0] for b in boxed]).astype(np.float32) / 255.0  # [b,S,S,3]
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # [b,3,S,S]
             emb = self.embeddings.numpy(names[start : start + len(chunk)])  # [b,L,D]
             if self.token is not None:  # the one place the RGB token joins the text embedding: [b,L+1,D]
                 emb = np.concatenate([emb, self.token(names[start : start + len(chunk)])], 1)
             y = self.backend.run(x, emb)  # [b,3,S,S]
             y8 = (np.clip(y, 0, 1) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)  # [b,S,S,3]
-            out.extend(resize_image(p, im.shape[:2]) for p, im in zip(y8, chunk))
+            for im, (sq, t), p in zip(chunk, boxed, y8):
+                r = finish(im, p, t, sq, mode)
+                res.images.append(r.image)
+                res.masks.append(r.mask)
+                res.fill_colours.append(r.colour)
             if progress is not None:
                 progress(min(start + len(chunk), len(rgb)), len(rgb))
-        return ColorizeResult(out, notes)
+        return res
 
-    def __call__(self, images, colours) -> list[np.ndarray]:
-        return self.colorize(images, colours).images
+    def __call__(self, images, colours, output: str | None = None) -> list[np.ndarray]:
+        return self.colorize(images, colours, output=output).images
 
     def palette_warning(self, names) -> str | None:
         """The warning for colours outside the model's training palette (``palettes.palette_warning``), or None."""
@@ -165,14 +182,14 @@ class Colorizer:
 
     def __repr__(self) -> str:
         return (f"Colorizer(backend={self.backend.name!r}, image_size={self.image_size}, batch_size={self.batch_size}, "
-                f"source={self.source!r})")
+                f"output={self.output!r}, source={self.source!r})")
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path, backend: str = "auto", device: str = "cpu", precision: str = "auto",
                         batch_size: int = 16, *, text_encoder: CachedTextEncoder | None = None,
                         threads: int | None = None, fp16: bool | None = None, size_policy: str = "resize",
-                        bf16: bool | None = None) -> "Colorizer":
+                        bf16: bool | None = None, output: str = "composite") -> "Colorizer":
         """Load a run folder, a checkpoint folder or an ONNX export folder (one with manifest.json).
 
         backend: "auto" (onnx for export folders, torch for checkpoints), "onnx" (a checkpoint is exported to
@@ -185,7 +202,10 @@ class Colorizer:
         text_encoder: a ``CachedTextEncoder`` to share between models with the same encoder (torch only).
         fp16: onnx only; None = use unet_fp16.onnx on a GPU when the export has it, fp32 on the CPU.
         threads: CPU threads (default: physical cores).
+        output: "composite" (the fill pasted into the user's own image) or "raw" (the model's whole picture);
+            ``colorize(..., output=)`` overrides it per call.
         """
+        check_output(output)
         backend = check_backend(backend)
         precision = from_bf16_flag(bf16, precision)
         info = ModelInfo.read(path)
@@ -210,6 +230,7 @@ class Colorizer:
                              size_policy)
         col.source = str(Path(path))
         col.token = colour_token_source(info)  # None for text-only models
+        col.output = output
         return col
 
     @classmethod

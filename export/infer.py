@@ -14,8 +14,9 @@ Layouts
 
 Nothing is silently wrong: unreadable or non-image files, missing files and colours the model cannot use are
 skipped and reported per item; RGBA/grey/palette inputs are converted to RGB and images of another size are
-resized to the model's size and back, and each of those is noted. The report is returned and written to
-``out_dir/report.json``.
+letterboxed to the model's size (no squash) and back, and each of those is noted. ``output="composite"`` (the
+default) writes a solid fill of the model's colour into each input image, everything else untouched;
+``output="raw"`` the model's whole picture. The report is returned and written to ``out_dir/report.json``.
 """
 
 from __future__ import annotations
@@ -178,12 +179,14 @@ def colorize_dataset(
     bf16: bool | None = None,
     threads: int | None = None,
     progress: bool = True,
+    output: str = "composite",
 ) -> dict:
     """Colour every item of ``data`` with the model at ``model_path`` and write the outputs to ``out_dir``.
 
     model_path: a run / checkpoint / export folder (see ``Colorizer.from_pretrained``), or a ready ``Colorizer``.
     data: a folder of images, a CSV (image,colour[,output]) or a data.json dataset (file or its folder).
     colour: the colour(s) for a folder; for a CSV / data.json the fallback for rows without one.
+    output: "composite" (the fill pasted into each input at its own resolution) or "raw" (the model's picture).
     Returns the report (also written to ``out_dir/report.json``): counts, written items with their notes,
     skipped items with the reason, and global notes.
     """
@@ -193,6 +196,9 @@ def colorize_dataset(
     from ..polycolor_core.imageio import ImageInputError, load_image
     from .colorizer import Colorizer
 
+    from ..polycolor_core.composite import check_output
+
+    check_output(output)
     t0 = time.perf_counter()
     layout, dpath = detect_layout(data)
     colours = _colours_arg(colour)
@@ -262,7 +268,8 @@ def colorize_dataset(
                     conversions[mode.group(1) if mode else "other"] += 1
                 h, w = img.shape[:2]
                 if (h, w) != (size, size):
-                    it.notes.append(f"{w}x{h} resized to the model's {size}x{size} and the output back to {w}x{h}")
+                    it.notes.append(f"{w}x{h} resized to the model's {size}x{size} (letterboxed) and the output back "
+                                    f"to {w}x{h}")
                     resized[f"{w}x{h}"] += 1
                 if it.source is not None and (out_dir / it.output).resolve() == it.source.resolve():
                     skipped.append({"input": it.label, "colour": it.colour,
@@ -275,7 +282,7 @@ def colorize_dataset(
                 continue
             with warnings.catch_warnings():  # said once for the whole job (report["palette_warning"]), not per batch
                 warnings.simplefilter("ignore", UserWarning)
-                result = col.colorize(arrays, [it.colour for it in chunk])
+                result = col.colorize(arrays, [it.colour for it in chunk], output=output)
             for it, img in zip(chunk, result.images):
                 dest = out_dir / it.output
                 try:
@@ -293,8 +300,8 @@ def colorize_dataset(
         notes.append("converted to RGB (transparent pixels composited on white): "
                      + ", ".join(f"{n} {mode}" for mode, n in sorted(conversions.items())))
     if resized:
-        notes.append(f"{sum(resized.values())} image(s) not at the model size {size}x{size} were resized to it and "
-                     f"the outputs back to the input size ({', '.join(f'{n}x {s}' for s, n in resized.most_common(5))})")
+        notes.append(f"{sum(resized.values())} image(s) not at the model size {size}x{size} were letterboxed to it "
+                     f"and the outputs brought back to the input size ({', '.join(f'{n}x {s}' for s, n in resized.most_common(5))})")
     if skipped:
         reasons = Counter(s["reason"].split(":")[0] for s in skipped)
         notes.append(f"{len(skipped)} item(s) skipped; see 'skipped' for each reason")
@@ -305,6 +312,7 @@ def colorize_dataset(
         "backend": col.backend.name,
         "precision": getattr(col.backend, "precision", "fp32"),
         "image_size": size,
+        "output": output,
         "data": str(dpath),
         "layout": layout,
         "out_dir": str(out_dir),

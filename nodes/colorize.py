@@ -2,16 +2,13 @@
 
 The node only adapts tensors: ComfyUI's IMAGE (float32 ``[B,H,W,C]`` in 0..1, C = 3, or 4 / 1 from some
 loaders) becomes a list of RGB uint8 arrays (RGBA composited on white, grey expanded, exactly as the core's
-``imageio`` does for files), the core ``Colorizer`` does everything else (resize to the model size and back,
-chunked batches, one text embedding per distinct colour), and the result goes back to ``[B,H,W,3]``. The
-input tensor is never modified.
+``imageio`` does for files), the core ``Colorizer`` does everything else (letterbox to the model size, chunked
+batches, one text embedding per distinct colour, and the output: ``composite`` by default - a solid fill of the
+model's colour pasted into the input at its own resolution, every other pixel untouched - or ``raw``, the
+model's whole picture), and the result goes back to ``[B,H,W,3]``. The input tensor is never modified.
 
-MASK (``[B,H,W]`` float 0..1) marks what the model filled. It is computed from input vs output, not by the
-model: a pixel counts when the model changed it (RGB distance >= ``CHANGE_THRESHOLD``, 0..1 units) *towards*
-the requested colour; its value is how far it moved, ``(d_in - d_out) / d_in`` clipped to 0..1, where
-``d_in``/``d_out`` are the RGB distances of input/output pixel to the colour. So the polygon interior is ~1,
-the untouched background 0, anti-aliased edges in between. A region that already had the colour in the input
-is not "changed" and stays 0.
+MASK (``[B,H,W]`` float, 1 inside the fill, 0 elsewhere) is the very mask the composite painted
+(``composite.fill_mask``: the model's fill region snapped to the drawn outline), in both output modes.
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ from __future__ import annotations
 import logging
 
 log = logging.getLogger("polycolor")
-
-CHANGE_THRESHOLD = 0.1  # RGB distance (0..1 per channel) below which a pixel counts as unchanged
 
 
 # --------------------------------------------------------------------------------------- adapters
@@ -59,20 +54,6 @@ def image_batch_to_rgb(image) -> tuple[list[np.ndarray], list[str]]:
     return coerce_batch(image, what="a ComfyUI IMAGE tensor")
 
 
-def fill_mask(inputs: np.ndarray, outputs: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """uint8 ``[B,H,W,3]`` x2 + RGB ``[B,3]`` -> float32 ``[B,H,W]`` in 0..1 (see the module docstring)."""
-    import numpy as np
-
-    x = inputs.astype(np.float32) / 255.0
-    y = outputs.astype(np.float32) / 255.0
-    c = colours.astype(np.float32)[:, None, None, :] / 255.0
-    d_in = np.sqrt(((x - c) ** 2).sum(-1))
-    d_out = np.sqrt(((y - c) ** 2).sum(-1))
-    change = np.sqrt(((y - x) ** 2).sum(-1))
-    moved = np.clip((d_in - d_out) / np.maximum(d_in, 1e-6), 0.0, 1.0)
-    return np.where(change >= CHANGE_THRESHOLD, moved, 0.0).astype(np.float32)
-
-
 def _progress_bar(total: int):
     """ComfyUI's progress bar (+ its cancel button) as a ``progress(done, total)`` callback, or None."""
     try:
@@ -101,12 +82,14 @@ class PolycolorColorize:
     RETURN_NAMES = ("image", "mask")
     OUTPUT_TOOLTIPS = (
         "The images with each polygon filled in its colour, at the input size.",
-        "Where the model filled: 1 where a pixel changed to the colour, 0 where it was left as it was.",
+        "The fill region the composite painted: 1 inside the polygon (outline included), 0 elsewhere.",
     )
     DESCRIPTION = (
         "Fills the polygon outline in each image with a named colour (one of the 8 canonical colours, any CSS "
-        "colour name, or #rrggbb). Any batch size and image size: images are resized to the model's size and "
-        "back. RGBA images are composited on white, grey images expanded to RGB."
+        "colour name, or #rrggbb). Any batch size, image size and aspect ratio (letterboxed, never squashed). "
+        "Output composite (default): the fill is pasted into your image at full resolution and every other pixel "
+        "is left exactly as it was; raw: the model's whole picture. RGBA images are composited on white, grey "
+        "images expanded to RGB."
     )
 
     @classmethod
@@ -130,14 +113,20 @@ class PolycolorColorize:
                                "magenta, purple, orange); other CSS names and #rrggbb are accepted, but the "
                                "fill may be off-colour.",
                 }),
-            }
+            },
+            "optional": {
+                "output": (["composite", "raw"], {
+                    "default": "composite",
+                    "tooltip": "composite: the fill pasted into your image at its own resolution, every other "
+                               "pixel left exactly as it was. raw: the model's whole picture, scaled back to the "
+                               "image size (the study's figures).",
+                }),
+            },
         }
 
-    def colorize(self, model, image, colour: str):
+    def colorize(self, model, image, colour: str, output: str = "composite"):
         import numpy as np
         import torch
-
-        from ..polycolor_core.colours import resolve_colour
 
         if not callable(getattr(model, "colorize", None)):
             raise ValueError(f"model must come from Polycolor Model Loader, got {type(model).__name__}")
@@ -148,8 +137,8 @@ class PolycolorColorize:
             log.warning("polycolor: %s", warning)  # the ComfyUI console (the Colorizer also raises a UserWarning)
         for note in notes:
             log.info("polycolor: %s", note)
-        result = model.colorize(rgb, names, progress=_progress_bar(len(rgb)))
+        result = model.colorize(rgb, names, progress=_progress_bar(len(rgb)), output=output)
         out = np.stack(result.images)  # uint8 [B,H,W,3]
-        mask = fill_mask(np.stack(rgb), out, np.array([resolve_colour(n) for n in names], dtype=np.uint8))
+        mask = np.stack(result.masks).astype(np.float32)  # [B,H,W]: the mask the composite painted
         out_t = torch.from_numpy(out).to(torch.float32).div_(255.0)  # [B,H,W,3]
         return (out_t, torch.from_numpy(mask))

@@ -273,3 +273,68 @@ def test_finish_raw_is_unsquashed_with_the_composite_mask():
     assert np.abs(raw.image[true].astype(int) - (255, 0, 0)).max(-1).mean() < 30
     with pytest.raises(ValueError, match="composite, raw"):
         check_output("blend")
+
+
+# ------------------------------------------------------------------------------------ Colorizer and node
+
+
+class _PerfectBackend:
+    """Stands in for a model that is right at its own resolution: fills what the black outline encloses."""
+
+    name = "fake"
+
+    def run(self, images, embeddings):
+        from scipy import ndimage
+
+        out = images.copy()
+        for b in range(images.shape[0]):
+            x = images[b].transpose(1, 2, 0)
+            region = ndimage.binary_fill_holes(x.max(-1) < 0.5)
+            out[b, 0][region], out[b, 1][region], out[b, 2][region] = 1.0, 0.0, 0.0
+        return out
+
+
+class _NoText:
+    calls = encoded = 0
+
+    def numpy(self, names):
+        return np.zeros((len(names), 1, 4), np.float32)
+
+
+@pytest.fixture
+def perfect_colorizer():
+    from polycolor.export.colorizer import Colorizer
+
+    return Colorizer(_PerfectBackend(), _NoText(), S, batch_size=2)
+
+
+@pytest.mark.parametrize("hw", [(512, 512), (384, 640)])
+def test_colorizer_composite_default_own_size(perfect_colorizer, hw):
+    inp, tgt = fam.render(_drawing(*hw, width=6.0, paper=(240, 236, 226)))
+    res = perfect_colorizer.colorize([inp], "red")
+    assert res.output == "composite" and res.images[0].shape == inp.shape
+    assert _iou(res.masks[0], _true(inp, tgt)) == 1.0
+    assert np.array_equal(res.images[0][~res.masks[0]], inp[~res.masks[0]])
+    assert (res.images[0][4, 4] == inp[4, 4]).all() and res.fill_colours[0] == (255, 0, 0)
+    raw = perfect_colorizer.colorize([inp], "red", output="raw")
+    assert raw.images[0].shape == inp.shape and np.array_equal(raw.masks[0], res.masks[0])
+    assert not np.array_equal(raw.images[0], res.images[0])  # the model's picture: paper grain is gone
+
+
+def test_node_mask_is_the_composite_mask(perfect_colorizer):
+    import torch
+
+    from polycolor.nodes import NODE_CLASS_MAPPINGS
+
+    inp, tgt = fam.render(_drawing(512, 512, width=6.0))
+    image = torch.from_numpy(inp[None].astype(np.float32) / 255.0)
+    node = NODE_CLASS_MAPPINGS["PolycolorColorize"]()
+    out, mask = node.colorize(perfect_colorizer, image, "red")
+    ref = perfect_colorizer.colorize([inp], "red")
+    assert out.shape == (1, 512, 512, 3) and mask.shape == (1, 512, 512)
+    assert np.array_equal(mask[0].numpy() > 0.5, ref.masks[0]) and set(np.unique(mask.numpy())) <= {0.0, 1.0}
+    got = (out[0].numpy() * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(got[0, 0], inp[0, 0]) and np.array_equal(got[-1, -1], inp[-1, -1])
+    assert (got[256, 256] == (255, 0, 0)).all()
+    raw_out, raw_mask = node.colorize(perfect_colorizer, image, "red", output="raw")
+    assert torch.equal(raw_mask, mask) and raw_out.shape == out.shape
