@@ -118,7 +118,7 @@ def choose_backend(
     probe: tuple[np.ndarray, np.ndarray],
     budget_s: float = 1.0,
     cache_path: Path | None = None,
-    timer: Callable[[object, np.ndarray, np.ndarray, float], float] = time_backend,
+    timer: Callable[[object, np.ndarray, np.ndarray, float], float] | None = None,
 ) -> Choice:
     """The fastest of ``candidates`` (name -> factory building a backend with ``.run``) for this machine/model.
 
@@ -128,6 +128,7 @@ def choose_backend(
     """
     if not candidates:
         raise ValueError("no backend candidates to choose from")
+    timer = timer or time_backend
     if len(candidates) == 1:
         return Choice(next(iter(candidates)), {}, False)
     path = cache_path or _cache_path()

@@ -22,10 +22,7 @@ What a folder holds is read once, by ``ModelInfo.read`` (``col.info``). An expor
 
 from __future__ import annotations
 
-import atexit
 import logging
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +39,8 @@ from ..polycolor_core.modelinfo import ModelInfo
 from ..polycolor_core.palettes import palette_warning
 from ..polycolor_core.precision import cpu_has_native_bf16, from_bf16_flag, resolve_precision
 from ..polycolor_core.text import CachedTextEncoder
+from . import autotune
+from .autotune import cached_export
 from .config import COLOUR_TABLE_FILE, EXPORTABLE_TEXT_ENCODERS, UNET_FILE, UNET_FP16_FILE, validate_manifest
 
 log = logging.getLogger("polycolor")
@@ -192,9 +191,11 @@ class Colorizer:
                         bf16: bool | None = None, output: str = "composite") -> "Colorizer":
         """Load a run folder, a checkpoint folder or an ONNX export folder (one with manifest.json).
 
-        backend: "auto" (onnx for export folders, torch for checkpoints), "onnx" (a checkpoint is exported to
-            a temporary folder first, parity-checked) or "torch" (an export folder is served from the checkpoint
-            its manifest names, if that still exists).
+        backend: "auto" (the fastest of torch fp32, torch bf16 where native and onnxruntime on this machine,
+            measured once per architecture and machine and cached: ``export/autotune.py``; with
+            ``POLYCOLOR_AUTOTUNE=0`` onnx for export folders, torch for checkpoints), "onnx" (a checkpoint is
+            exported once into the user cache, parity-checked: ``autotune.cached_export``) or "torch" (an export
+            folder is served from the checkpoint its manifest names, if that still exists).
         device: "cpu", "cuda", "cuda:N" or "auto" (``devices.resolve_device``).
         precision: torch only; "auto" = bf16 where the device has native bf16 (``precision.native_bf16``: CPU
             avx512_bf16/amx_bf16, CUDA capability >= 8.0), fp32 elsewhere; or "bf16" / "fp32".
@@ -209,8 +210,8 @@ class Colorizer:
         backend = check_backend(backend)
         precision = from_bf16_flag(bf16, precision)
         info = ModelInfo.read(path)
-        if backend == "auto":
-            backend = "onnx" if info.kind == "export" else "torch"
+        if backend == "auto":  # measured once per (architecture, machine), then read from the cache
+            backend, precision = cls._auto_backend(info, device, precision, batch_size, threads)
         if backend == "torch" and info.kind == "export":
             src = info.source_checkpoint()
             if src is None:
@@ -221,7 +222,7 @@ class Colorizer:
             log.info("backend='torch' on an export folder: using its source checkpoint %s", src.path)
             info = src
         if backend == "onnx" and info.kind == "checkpoint":
-            info = ModelInfo.read(_export_to_temp(info.path))
+            info = ModelInfo.read(cached_export(info.path))
         dev = resolve_device(device, backend)
         if backend == "onnx":
             col = cls._onnx(info, dev, batch_size, fp16, threads, size_policy)
@@ -232,6 +233,38 @@ class Colorizer:
         col.token = colour_token_source(info)  # None for text-only models
         col.output = output
         return col
+
+    @classmethod
+    def _auto_backend(cls, info: ModelInfo, device: str, precision: str, batch_size: int, threads) -> tuple[str, str]:
+        """``backend="auto"``: (backend, precision) of the fastest candidate on this machine (``export.autotune``:
+        torch fp32, torch bf16 where native, onnxruntime; timed once per architecture and machine, cached).
+        With ``POLYCOLOR_AUTOTUNE=0``: onnx for export folders, torch for checkpoints, nothing timed."""
+        if not autotune.enabled():
+            return ("onnx" if info.kind == "export" else "torch"), precision
+        names = autotune.auto_candidates(info, precision, resolve_device(device, "torch"))
+        torch_info = info if info.kind == "checkpoint" else info.source_checkpoint()
+
+        def factory(name: str):
+            def build():
+                if name == "onnx":
+                    onnx_info = info if info.kind == "export" else ModelInfo.read(cached_export(info.path))
+                    return cls._onnx(onnx_info, resolve_device(device, "onnx"), batch_size, None, threads, "resize").backend
+                return cls._torch(torch_info, resolve_device(device, "torch"), name.split("-", 1)[1], batch_size,
+                                  None, threads, "resize").backend
+            return build
+
+        te = info.text_encoder
+        seq = te.seq_len + (1 if colour_token_source(info) is not None else 0)  # text+rgb models: one more token
+        choice = autotune.choose_backend(
+            {n: factory(n) for n in names}, autotune.machine_key(device, threads),
+            autotune.model_key(info.meta.get("unet_config") or {}, info.image_size, (seq, te.dim)),
+            autotune.probe_inputs(info.image_size, seq, te.dim), autotune.budget_s())
+        if choice.measured:
+            log.info("backend auto: %s (measured on this machine once: %s; cached)", choice.backend,
+                        ", ".join(f"{k} {v:.1f} img/s" for k, v in choice.rates.items()))
+        if choice.backend == "onnx":
+            return "onnx", precision
+        return "torch", choice.backend.split("-", 1)[1]
 
     @classmethod
     def _torch(cls, info: ModelInfo, device: str, precision: str, batch_size: int, text_encoder, threads,
@@ -273,22 +306,3 @@ class Colorizer:
                 "re-export with the text encoder (the default) or with --colour-table NAME,... to add names")
         return cls(backend, CachedTextEncoder(encoder, table=table, hint=hint), manifest["image_size"], batch_size,
                    meta=manifest, size_policy=size_policy, info=info)
-
-
-_TEMP_EXPORTS: dict[str, Path] = {}
-
-
-def _export_to_temp(checkpoint: Path) -> Path:
-    """backend='onnx' on a checkpoint: export it (once per process) to a temporary folder, removed at exit.
-
-    The only place the runtime reaches the exporter, and only when asked to run a checkpoint on onnxruntime.
-    """
-    from .onnx_export import export_model
-
-    key = str(Path(checkpoint).resolve())
-    if key not in _TEMP_EXPORTS:
-        tmp = Path(tempfile.mkdtemp(prefix="polycolor-onnx-"))
-        atexit.register(shutil.rmtree, tmp, True)
-        log.info("backend='onnx' on a checkpoint: exporting %s to %s (use `polycolor export` to keep it)", key, tmp)
-        _TEMP_EXPORTS[key] = export_model(key, tmp / "export")
-    return _TEMP_EXPORTS[key]

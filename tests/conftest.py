@@ -15,6 +15,22 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_backend_timing():
+    """``backend="auto"`` measures backends on the machine it runs on (export/autotune.py); the suite pins it to
+    the folder kind (onnx for exports, torch for checkpoints) so results do not depend on this machine's
+    timings. tests/test_autotune.py turns measuring back on with a fake timer."""
+    import os
+
+    old = os.environ.get("POLYCOLOR_AUTOTUNE")
+    os.environ["POLYCOLOR_AUTOTUNE"] = "0"
+    yield
+    if old is None:
+        os.environ.pop("POLYCOLOR_AUTOTUNE", None)
+    else:
+        os.environ["POLYCOLOR_AUTOTUNE"] = old
+
+
 def make_checkpoint(dest: Path, variant=None, spec=None, seed: int = 0, image_size: int = 32, edit=None,
                     **meta) -> Path:
     """Save a random-weight checkpoint folder at ``dest`` (see the module docstring); returns ``dest``.

@@ -116,3 +116,66 @@ def test_keys_follow_machine_and_architecture(monkeypatch):
     base = autotune.machine_key("cpu", 2)
     monkeypatch.setattr(autotune, "cpu_description", lambda: ("Other CPU", ["avx2"]))
     assert autotune.machine_key("cpu", 2) != base
+
+
+# --- the Colorizer's backend="auto" --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def measuring(monkeypatch, tmp_path):
+    """Measuring on, a private cache, and a fake timer that says onnxruntime is 3x faster than torch."""
+    monkeypatch.setenv("POLYCOLOR_AUTOTUNE", "1")
+    monkeypatch.setenv("POLYCOLOR_CACHE", str(tmp_path / "cache"))
+    timed = []
+
+    def fake(backend, images, embeddings, budget_s):
+        timed.append((backend.name, images.shape, embeddings.shape))
+        return {"onnx": 30.0, "torch": 10.0}[backend.name]
+
+    monkeypatch.setattr(autotune, "time_backend", fake)
+    return timed
+
+
+def test_auto_on_a_checkpoint_measures_once_and_picks_the_winner(measuring, tiny_checkpoint):
+    from polycolor.export.colorizer import Colorizer
+    from polycolor.polycolor_core.modelinfo import ModelInfo
+
+    col = Colorizer.from_pretrained(tiny_checkpoint)
+    assert col.backend.name == "onnx"
+    info = ModelInfo.read(tiny_checkpoint)
+    # timed on the model's own shape: 4 images at its working size, its embedding width
+    assert {t[0] for t in measuring} == {"torch", "onnx"}
+    assert all(t[1] == (4, 3, info.image_size, info.image_size) for t in measuring)
+    assert all(t[2][2] == info.text_encoder.dim for t in measuring)
+    measuring.clear()
+    again = Colorizer.from_pretrained(tiny_checkpoint)  # second use: read from the cache, nothing timed
+    assert again.backend.name == "onnx" and measuring == []
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    assert np.array_equal(np.asarray(again(images, "cyan")), np.asarray(col(images, "cyan")))
+
+
+def test_an_explicit_backend_is_never_measured(measuring, tiny_checkpoint):
+    from polycolor.export.colorizer import Colorizer
+
+    assert Colorizer.from_pretrained(tiny_checkpoint, backend="torch").backend.name == "torch"
+    assert measuring == []
+
+
+def test_auto_measuring_off_picks_by_folder_kind(monkeypatch, tiny_checkpoint):
+    from polycolor.export.colorizer import Colorizer
+
+    monkeypatch.setenv("POLYCOLOR_AUTOTUNE", "0")
+    monkeypatch.setattr(autotune, "time_backend", lambda *a: pytest.fail("timed with measuring off"))
+    assert Colorizer.from_pretrained(tiny_checkpoint).backend.name == "torch"
+
+
+def test_bf16_is_a_candidate_only_where_native(monkeypatch, tiny_checkpoint):
+    from polycolor.polycolor_core import precision
+    from polycolor.polycolor_core.modelinfo import ModelInfo
+
+    info = ModelInfo.read(tiny_checkpoint)
+    monkeypatch.setattr(precision, "native_bf16", lambda device="cpu": False)
+    assert autotune.auto_candidates(info, "auto", "cpu") == ["torch-fp32", "onnx"]
+    monkeypatch.setattr(precision, "native_bf16", lambda device="cpu": True)
+    assert autotune.auto_candidates(info, "auto", "cpu") == ["torch-fp32", "torch-bf16", "onnx"]
+    assert autotune.auto_candidates(info, "fp32", "cpu") == ["torch-fp32", "onnx"]  # an explicit precision is kept
