@@ -3,7 +3,7 @@
     python -m polycolor.eval.colours runs/m8 [more models] [--hex 32] [--json out.json]
 
 Four colour sets, one generated polygon each (``pose`` and ``shapes`` families, seed ``SEED``, rendered at the
-model's size): (1) the 8 canonical names, (2) the held-out CSS names, (3) the held-out XKCD names (both from
+leaderboard's 128 px; the Colorizer letterboxes them to the model's size): (1) the 8 canonical names, (2) the held-out CSS names, (3) the held-out XKCD names (both from
 ``palettes.heldout_names``: never trained on by any palette), (4) ``--hex`` random evaluation hex codes
 (``palettes.heldout_hex``: training never draws them). Per set: the mean in-polygon CIEDE2000 of the output the
 user gets (``composite``) and the share of images with dE00 < 5.
@@ -30,6 +30,7 @@ __all__ = ["COLOUR_SETS", "SEED", "ColourRow", "colour_sets", "render_samples", 
 
 COLOUR_SETS = ("canonical", "css held-out", "xkcd held-out", "hex")
 SEED = 4242
+RENDER_SIZE = 128  # like the leaderboard's held-out split: the Colorizer letterboxes to the model's size and back
 THRESHOLD = 5.0
 
 
@@ -75,7 +76,8 @@ def _paint(targets, masks, rgbs):
     return out
 
 
-def score_colorizer(col, name: str, sets: dict[str, list[str]], output: str = "composite") -> ColourRow:
+def score_colorizer(col, name: str, sets: dict[str, list[str]], output: str = "composite",
+                    size: int = RENDER_SIZE) -> ColourRow:
     """A ``Colorizer``'s row; a set it cannot embed (a table-only export) is left out with a note."""
     import warnings
 
@@ -83,7 +85,7 @@ def score_colorizer(col, name: str, sets: dict[str, list[str]], output: str = "c
 
     row = ColourRow(name)
     for key, names in sets.items():
-        inputs, targets, masks = render_samples(names, col.image_size)
+        inputs, targets, masks = render_samples(names, size)
         try:
             with warnings.catch_warnings():  # out-of-palette warnings are the point of this table
                 warnings.simplefilter("ignore", UserWarning)
@@ -129,7 +131,7 @@ def colour_table(models, n_hex: int = 32, backend: str = "auto", limit: int | No
         rows.append(score_colorizer(col, name, sets))
     if first is not None:
         trained = list(first.info.palette) if first.info is not None else list(palettes.names("canonical"))
-        rows += reference_rows(first.embeddings, trained, sets, first.image_size)
+        rows += reference_rows(first.embeddings, trained, sets, RENDER_SIZE)
     return {"sets": {k: len(v) for k, v in sets.items()}, "palettes": pals,
             "rows": [{"name": r.name, "cells": r.cells, "note": r.note} for r in rows]}
 
