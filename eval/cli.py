@@ -52,6 +52,9 @@ def _parse_models(ctx, param, value):
 @click.option("--user-families", "user_n", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Add N held-out images of each user-input family (anti-aliased, 256-1024 px, JPEG, coloured "
                    "ink, paper, thick pens, all at once), each scored at its own size.")
+@click.option("--output", "output", type=click.Choice(["raw", "composite", "both"]), default="raw", show_default=True,
+              help="What each model row scores: raw = the model's whole picture (row 'm8'); composite = what "
+                   "Colorizer users get, the fill pasted into their own image (row 'm8 composite'); both.")
 @click.option("--by-family", is_flag=True, help="Add a per-family breakdown table.")
 @click.option("--sort", type=click.Choice(SORT_KEYS), default=DEFAULT_SORT, show_default=True,
               help="Rank by this metric (lower-is-better metrics ascending, the others descending).")
@@ -75,7 +78,7 @@ def _parse_models(ctx, param, value):
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch / onnxruntime (default: their choice). On a CPU shared with other jobs, 1 can be "
                    "much faster than oversubscribed threads.")
-def main(models, runs_dir, data_spec, n, size, user_n, by_family, sort, json_path, csv_path, md_path, sheet_path,
+def main(models, runs_dir, data_spec, n, size, user_n, output, by_family, sort, json_path, csv_path, md_path, sheet_path,
          out_dir, backend, device, batch_size, precision, lpips_mode, reference, threads):
     """Score trained polycolor models on held-out data and rank them.
 
@@ -120,7 +123,8 @@ def main(models, runs_dir, data_spec, n, size, user_n, by_family, sort, json_pat
     with progress:
         lb = run_leaderboard(models, runs_dir, data=data, sort=sort, backend=backend, device=device,
                              batch_size=batch_size, bf16=bf16, lpips=lpips_mode, reference=reference,
-                             threads=threads, progress=on_progress)
+                             threads=threads, progress=on_progress,
+                             outputs=("raw", "composite") if output == "both" else (output,))
     written = write_outputs(lb, json=json_path, csv=csv_path, markdown=md_path, sheet=sheet_path,
                             out_dir=out_dir, by_family=by_family)
     render_terminal(lb, console, by_family=by_family, written=written)

@@ -28,7 +28,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from . import scoring
 from .heldout import EvalData, load_eval_data
@@ -170,6 +170,7 @@ def run_leaderboard(
     progress: ProgressFn | None = None,
     data: EvalData | None = None,
     user_n: int = 0,
+    outputs: Sequence[str] = ("raw",),
 ) -> Leaderboard:
     """Score ``models`` on held-out data and rank them. Never prints.
 
@@ -179,11 +180,18 @@ def run_leaderboard(
     ``data``).
     ``lpips``: ``auto`` | ``local`` | ``off`` (see :func:`~polycolor.eval.scoring.make_lpips_scorer`).
     ``threads``: CPU threads for torch / onnxruntime (process-wide ``torch.set_num_threads``; default: leave as
-    is). ``progress(description, completed, total)`` is called while scoring.
+    is). ``outputs``: what each model row scores (:data:`~polycolor.eval.scoring.OUTPUTS`): ``("raw",)`` the
+    model's whole picture (rows named after the model); add ``"composite"`` for a second row per model,
+    ``"<name> composite"``, scoring what ``Colorizer`` users get by default. ``progress(description, completed,
+    total)`` is called while scoring.
     """
     t_start = time.perf_counter()
     if sort not in SORT_KEYS:
         raise ValueError(f"unknown sort key {sort!r}; choose one of {', '.join(SORT_KEYS)}")
+    outputs = tuple(dict.fromkeys(outputs))
+    bad = [o for o in outputs if o not in scoring.OUTPUTS]
+    if bad or not outputs:
+        raise ValueError(f"outputs must be a non-empty subset of {', '.join(scoring.OUTPUTS)}, got {outputs!r}")
     refs = resolve_models(models, runs_dir)
     runs = resolve_runs_dir(runs_dir)
     if threads:
@@ -206,7 +214,7 @@ def run_leaderboard(
         notes.append(f"LPIPS column {lp_info.cell}: {lp_info.reason}" if lp_info.reason else f"LPIPS {lp_info.cell}")
 
     found = [r for r in refs if r.found]
-    n_rows = len(found) + (1 if reference else 0)
+    n_rows = len(found) * len(outputs) + (1 if reference else 0)
     total = n_rows * len(data)
     done_before = 0
 
@@ -227,12 +235,20 @@ def run_leaderboard(
             continue
         if progress is not None:
             progress(f"loading {r.name}", done_before, total)
-        res = scoring.score_model(r, data, scorer, backend=backend, device=device, batch_size=batch_size, bf16=bf16,
-                                  threads=threads, progress=sub(f"scoring {r.name}"))
-        done_before += len(data)
-        if progress is not None:
-            progress(f"scored {r.name}", done_before, total)
-        (rows if res.scored else missing).append(res)
+        loaded = scoring.load_model(r, backend=backend, device=device, batch_size=batch_size, bf16=bf16,
+                                    threads=threads)
+        if isinstance(loaded, ModelResult):  # could not load: one "error" entry, whatever the outputs
+            done_before += len(data) * len(outputs)
+            missing.append(loaded)
+            continue
+        colorizer, base = loaded
+        for out in outputs:
+            name = scoring.row_name(r.name, out)
+            res = scoring.score_output(colorizer, base, data, scorer, out, progress=sub(f"scoring {name}"))
+            done_before += len(data)
+            if progress is not None:
+                progress(f"scored {name}", done_before, total)
+            (rows if res.scored else missing).append(res)
     if reference:
         rows.append(scoring.score_reference(data, scorer, progress=sub(f"scoring {REFERENCE_NAME}")))
         done_before += len(data)
@@ -254,5 +270,5 @@ def run_leaderboard(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         elapsed_s=time.perf_counter() - t_start,
         settings={"backend": backend, "device": device, "batch_size": batch_size, "bf16": bf16, "lpips": lpips,
-                  "reference": reference, "threads": threads},
+                  "reference": reference, "threads": threads, "outputs": list(outputs)},
     )

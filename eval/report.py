@@ -175,8 +175,8 @@ def write_json(lb: Leaderboard, path: str | Path, per_sample: bool = False) -> P
 
 
 CSV_FIELDS = ("rank", "model", "kind", "status", *METRIC_KEYS, "params", "images_per_s", "text_encoder",
-              "lpips_training", "finished", "step", "total_steps", "variant", "image_size", "backend", "source",
-              "message")
+              "lpips_training", "finished", "step", "total_steps", "variant", "image_size", "backend", "output",
+              "source", "message")
 
 
 def _csv_value(v):
@@ -199,7 +199,7 @@ def write_csv(lb: Leaderboard, path: str | Path) -> Path:
                    "images_per_s": r.images_per_s, "text_encoder": r.text_encoder,
                    "lpips_training": r.lpips_training, "finished": r.finished, "step": r.step,
                    "total_steps": r.total_steps, "variant": r.variant, "image_size": r.image_size,
-                   "backend": r.backend, "source": r.source, "message": r.message}
+                   "backend": r.backend, "output": r.output, "source": r.source, "message": r.message}
             w.writerow({k: _csv_value(v) for k, v in row.items()})
     return path
 

@@ -83,6 +83,7 @@ class ModelResult:
     status: str  # "ok" | "unfinished" | "missing" | "error"
     source: str | None = None
     backend: str | None = None
+    output: str | None = None  # "raw" | "composite" (what was scored; None for the reference / unscored)
     variant: str | None = None
     image_size: int | None = None  # the model's working resolution
     text_encoder: str | None = None

@@ -11,6 +11,7 @@ arrays; nothing here ranks, prints or writes files.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, Sequence
 
@@ -23,7 +24,8 @@ from .heldout import EvalData
 from .models import ModelRef
 from .schema import METRIC_KEYS, REFERENCE_NAME, LpipsInfo, ModelResult
 
-__all__ = ["make_lpips_scorer", "score_predictions", "summarize", "score_model", "score_reference"]
+__all__ = ["OUTPUTS", "make_lpips_scorer", "score_predictions", "summarize", "row_name", "load_model", "score_output",
+           "score_model", "score_reference"]
 
 
 def make_lpips_scorer(mode: str = "auto", device: str | None = "cpu"):
@@ -92,10 +94,19 @@ def summarize(per_sample: dict[str, np.ndarray], families: Sequence[str]) -> tup
 
 
 
-def score_model(ref: ModelRef, data: EvalData, lpips_scorer=None, *, backend: str = "auto", device: str = "cpu",
-                batch_size: int = 16, bf16: bool | None = None, threads: int | None = None,
-                progress: Callable[[int, int], None] | None = None, keep_predictions: bool = True) -> ModelResult:
-    """Load one found model, predict every sample, score. Errors come back as ``status="error"``."""
+OUTPUTS = ("raw", "composite")
+"""What a model row scores: ``raw`` (the model's whole picture, resized back: the row named after the model)
+or ``composite`` (what ``Colorizer`` users get by default: the fill pasted into their own image; the row
+``"<name> composite"``)."""
+
+
+def row_name(name: str, output: str) -> str:
+    return name if output == "raw" else f"{name} {output}"
+
+
+def load_model(ref: ModelRef, *, backend: str = "auto", device: str = "cpu", batch_size: int = 16,
+               bf16: bool | None = None, threads: int | None = None):
+    """(colorizer, the row's model facts as a ``ModelResult``), or an ``status="error"`` row alone."""
     res = ModelResult(ref.name, "model", "error", source=str(ref.source))
     try:
         colorizer = models.load_colorizer(ref.source, backend, device, batch_size, bf16, threads)
@@ -106,13 +117,23 @@ def score_model(ref: ModelRef, data: EvalData, lpips_scorer=None, *, backend: st
     res.backend = getattr(getattr(colorizer, "backend", None), "name", None) or backend
     for key, value in facts.items():
         setattr(res, key, value)
+    return colorizer, res
+
+
+def score_output(colorizer, base: ModelResult, data: EvalData, lpips_scorer=None, output: str = "raw",
+                 progress: Callable[[int, int], None] | None = None, keep_predictions: bool = True) -> ModelResult:
+    """Predict every sample with ``colorizer.colorize(..., output=output)`` and score: one row, a copy of
+    ``base`` (from :func:`load_model`). Errors come back as ``status="error"``."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    res = dataclasses.replace(base, name=row_name(base.name, output), output=output, warnings=list(base.warnings))
     try:
-        colorizer.colorize([data.samples[0].input], [data.samples[0].colour])  # warm-up, not timed
+        colorizer.colorize([data.samples[0].input], [data.samples[0].colour], output=output)  # warm-up, not timed
         t0 = time.perf_counter()
-        result = colorizer.colorize(data.inputs, data.colours, progress=progress)
+        result = colorizer.colorize(data.inputs, data.colours, progress=progress, output=output)
         dt = time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001
-        res.message = f"{ref.name}: inference failed: {type(exc).__name__}: {exc}"
+        res.message = f"{res.name}: inference failed: {type(exc).__name__}: {exc}"
         return res
     preds = [np.asarray(p, dtype=np.uint8) for p in result.images]
     res.inference_s = dt
@@ -134,6 +155,17 @@ def score_model(ref: ModelRef, data: EvalData, lpips_scorer=None, *, backend: st
     else:
         res.status = "ok"
     return res
+
+
+def score_model(ref: ModelRef, data: EvalData, lpips_scorer=None, *, backend: str = "auto", device: str = "cpu",
+                batch_size: int = 16, bf16: bool | None = None, threads: int | None = None, output: str = "raw",
+                progress: Callable[[int, int], None] | None = None, keep_predictions: bool = True) -> ModelResult:
+    """Load one found model, predict every sample, score (:func:`load_model` + :func:`score_output`)."""
+    loaded = load_model(ref, backend=backend, device=device, batch_size=batch_size, bf16=bf16, threads=threads)
+    if isinstance(loaded, ModelResult):
+        return loaded
+    colorizer, base = loaded
+    return score_output(colorizer, base, data, lpips_scorer, output, progress, keep_predictions)
 
 
 def score_reference(data: EvalData, lpips_scorer=None, keep_predictions: bool = True,

@@ -287,7 +287,7 @@ def test_oracle_model_ranks_first(runs, monkeypatch):
     class Oracle:
         image_size, meta = SIZE, {"variant": {"name": "oracle"}, "text_encoder": {"name": "none"}, "finished": True}
 
-        def colorize(self, images, colours, progress=None):
+        def colorize(self, images, colours, progress=None, output="composite"):
             return ColorizeResult([flood_fill_colorize(im, resolve_colour(c)) for im, c in zip(images, colours)])
 
     def fake(source, *a, **k):
@@ -318,6 +318,31 @@ def test_background_changed_column(lb, tmp_path):
     rows = list(csv.DictReader(report.write_csv(lb, tmp_path / "t.csv").open()))
     assert float(next(r for r in rows if r["model"] == "m2")["bg_changed"]) == pytest.approx(m2.metrics["bg_changed"],
                                                                                             rel=1e-5)
+
+
+def test_composite_rows_next_to_raw(runs, monkeypatch):
+    """``outputs=("raw", "composite")``: one more row per model, scoring what Colorizer users get by default."""
+    real, asked = models.load_colorizer, []
+
+    def spy(*a, **k):
+        col = real(*a, **k)
+        colorize = col.colorize
+        col.colorize = lambda *ca, **ck: (asked.append(ck.get("output")), colorize(*ca, **ck))[1]
+        return col
+
+    monkeypatch.setattr(models, "load_colorizer", spy)
+    board = L.run_leaderboard(["m2"], runs, n=N, size=SIZE, lpips="off", reference=False,
+                              outputs=("raw", "composite"))
+    by_name = {r.name: r for r in board.rows}
+    assert set(by_name) == {"m2", "m2 composite"} and board.ok
+    raw, comp = by_name["m2"], by_name["m2 composite"]
+    assert (raw.output, comp.output) == ("raw", "composite") and sorted(r.rank for r in board.rows) == [1, 2]
+    assert asked == ["raw", "raw", "composite", "composite"]  # warm-up + timed call per output, one load
+    assert comp.params == raw.params and comp.variant == raw.variant
+    assert all(0 <= r.metrics["bg_changed"] <= 100 and math.isfinite(r.metrics["de_image"]) for r in board.rows)
+    assert board.settings["outputs"] == ["raw", "composite"]
+    with pytest.raises(ValueError, match="outputs"):
+        L.run_leaderboard(["m2"], runs, n=N, size=SIZE, lpips="off", outputs=("both",))
 
 
 def test_json_roundtrip_has_no_nan(lb, tmp_path):
