@@ -445,7 +445,7 @@ def test_api_workflow():
     assert load == {"image": "polygon.png"}
     assert set(loader) == set(_widget_inputs(Loader)) and loader["backend"] == "auto" and loader["device"] == "auto"
     assert loader["model_name"].endswith(("config.json", "manifest.json"))
-    assert col == {"model": [model_id, 0], "image": [load_id, 0], "colour": "cyan"}
+    assert col == {"model": [model_id, 0], "image": [load_id, 0], "colour": "cyan", "output": "composite"}
     assert save == {"images": [col_id, 0], "filename_prefix": "polycolor"}
 
 
@@ -478,7 +478,7 @@ def test_ui_workflow_graph_is_consistent():
             assert inp["link"] is None or (n["id"], i) in linked
     types_ = {n["type"]: n for n in wf["nodes"]}
     assert types_["LoadImage"]["widgets_values"][0] == "polygon.png"
-    assert types_["PolycolorColorize"]["widgets_values"] == ["cyan"]
+    assert types_["PolycolorColorize"]["widgets_values"] == ["cyan", "composite"]
     assert types_["SaveImage"]["widgets_values"] == ["polycolor"]
     for name, cls in NODE_CLASS_MAPPINGS.items():
         node = types_[name]
