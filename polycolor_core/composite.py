@@ -195,7 +195,8 @@ def snap_to_outline(img: np.ndarray, seed: np.ndarray, cover: float = 0.5, peel:
 
     ``img`` uint8 ``[H,W,3]``, ``seed`` bool ``[H,W]`` (the upsampled model mask). Enclosed non-ink regions
     (4-connected, not touching the border) covered by ``seed`` for at least ``cover`` of their area are
-    selected; the result is the 8-connected part of "not reached from the border" containing them. Its outer
+    selected (if none is, the best-covered one when covered by at least ``cover / 2``); the result is the
+    8-connected part of "not reached from the border" containing them. Its outer
     fringe is then peeled (up to ``peel`` px deep) of weak ink - pixels less than ``peel_frac`` of the way from
     the background to the ink (anti-aliasing coverage < 1/2, JPEG ringing) - so those keep the input.
     """
@@ -208,11 +209,15 @@ def snap_to_outline(img: np.ndarray, seed: np.ndarray, cover: float = 0.5, peel:
     edge = np.unique(np.concatenate([free[0], free[-1], free[:, 0], free[:, -1]]))
     area = np.bincount(free.ravel(), minlength=n + 1).astype(np.float64)
     hit = np.bincount(free.ravel(), weights=seed.ravel().astype(np.float64), minlength=n + 1)
-    chosen = hit >= cover * np.maximum(area, 1)
-    chosen[0] = False
-    chosen[edge] = False
-    if not chosen.any():
-        return None
+    frac = hit / np.maximum(area, 1)
+    frac[0] = 0.0
+    frac[edge] = 0.0
+    chosen = frac >= cover
+    if not chosen.any():  # a small polygon the model only half found: its best-covered enclosed region
+        best = int(frac.argmax())
+        if frac[best] < cover / 2:
+            return None
+        chosen[best] = True
     outside = np.isin(free, edge[edge > 0])
     inside, m = ndimage.label(~outside, structure=np.ones((3, 3), bool))
     keep = np.unique(inside[chosen[free]])
