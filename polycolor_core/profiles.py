@@ -11,7 +11,8 @@
               (bf16 autocast only where the CPU has native bf16: emulated bf16 was 4.7-9.4x slower on an AVX2 EPYC),
               lr 1e-3, a data mix covering every held-out family, and the SSIM weight ramped in over the first half
               (with SSIM at full weight from step 0, m3 paints every polygon one grey-brown mean colour after 250
-              steps: canonical dE00 42; ramped, 8.0). m8 alone finishes at 112 px (32 -> 64 -> 112 px), which lifts
+              steps: canonical dE00 42; ramped, 8.0), and likewise the LPIPS weight (m2 at its constant 0.5: 42.9;
+              ramped: 9.7). m8 alone finishes at 112 px (32 -> 64 -> 112 px), which lifts
               its mask IoU past 0.95 (canonical 1.78 / 0.957 in one 4-family run). LPIPS is used when its weights
               are present and otherwise dropped *and recorded* (offline machines cannot fetch it). Not solved in
               this budget: m4 and m5 (the L1-in-LAB term, 250 steps) end above canonical dE00 10 (m4 ~12-22 over
@@ -48,10 +49,10 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         "cpu",
         "all eight on 2 CPU cores in ~15 min, two models at a time: 32 px (m8 finishes at 112 px), batch 4, precision "
-        "auto (bf16 only on CPUs with native bf16), lr 1e-3 (m5: 5e-4), SSIM ramped in over the first half, 200 generated pairs per epoch (the study's "
+        "auto (bf16 only on CPUs with native bf16), lr 1e-3 (m5: 5e-4), SSIM and LPIPS ramped in over the first half, 200 generated pairs per epoch (the study's "
         "5/10/15 epochs), data mix of all families, LPIPS if available",
         dict(image_size=32, batch_size=4, lr=1e-3, epoch_scale=1.0, samples_per_epoch=200, precision="auto",
-             ssim_warmup_frac=0.5, lpips="auto", data=DATA_MIX, text_encoder="minilm-l6"),
+             ssim_warmup_frac=0.5, lpips_warmup_frac=0.5, lpips="auto", data=DATA_MIX, text_encoder="minilm-l6"),
         # One high-resolution finish fits the budget: a 32 px model upscaled x4 cannot reach mask IoU 0.95 (a
         # perfect target taken down to 32 px and back scores 0.91). m8's bottleneck widths make it the cheapest
         # variant per pixel, so it gets it: 80% of its steps at 32 px, 12% at 64 px, the last 8% at 112 px.

@@ -47,12 +47,17 @@ def warmup_cosine(step: int, total_steps: int, warmup_frac: float = 0.1, min_rat
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def loss_weights_at(weights: LossWeights, step: int, total_steps: int, ssim_warmup_frac: float) -> LossWeights:
-    """The loss weights for ``step`` (0-based): SSIM ramps linearly up to its weight over ``ssim_warmup_frac``."""
-    ramp_steps = int(total_steps * ssim_warmup_frac)
-    if weights.ssim <= 0 or step >= ramp_steps:
-        return weights
-    return dataclasses.replace(weights, ssim=weights.ssim * (step + 1) / ramp_steps)
+def loss_weights_at(weights: LossWeights, step: int, total_steps: int, ssim_warmup_frac: float,
+                    lpips_warmup_frac: float = 0.0) -> LossWeights:
+    """The loss weights for ``step`` (0-based): SSIM and LPIPS each ramp linearly up to their weight over their
+    share of the steps (0 = the study's constant weight); the other terms never change."""
+
+    def ramped(weight: float, frac: float) -> float:
+        ramp_steps = int(total_steps * frac)
+        return weight if weight <= 0 or step >= ramp_steps else weight * (step + 1) / ramp_steps
+
+    return dataclasses.replace(weights, ssim=ramped(weights.ssim, ssim_warmup_frac),
+                               lpips=ramped(weights.lpips, lpips_warmup_frac))
 
 
 def stage_bounds(cfg: TrainConfig, total_steps: int) -> list[tuple[int, int, int]]:
@@ -247,7 +252,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
         emb = condition(core, encoder(colours).to(device), colours)  # [B,L(+1),D]; text cached after first sight
         with autocast():
             pred = model(x, emb)
-        step_weights = loss_weights_at(weights, step, total_steps, cfg.ssim_warmup_frac)  # SSIM curriculum
+        step_weights = loss_weights_at(weights, step, total_steps, cfg.ssim_warmup_frac,
+                                       cfg.lpips_warmup_frac)  # SSIM/LPIPS curriculum
         loss, parts = composite_loss(pred.float(), y, step_weights, lpips_net)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

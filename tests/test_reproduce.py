@@ -170,3 +170,12 @@ def test_deviations_are_measured_against_the_report_profile(monkeypatch):
     assert len(notes) == 1 and "batch size 4 (the `report` profile: 16)" in notes[0]
     assert rep._setting_notes(t, precision="bf16")[-1].startswith("bf16 autocast in training")
     assert not any("autocast" in n for n in rep._setting_notes(t, precision="fp32"))
+
+
+def test_lpips_ramp_is_a_deviation_only_for_models_that_train_with_lpips():
+    import polycolor.reproduce as rep
+
+    t = {"image_size": 128, "lr": 1e-4, "batch_size": 16, "lpips_warmup_frac": 0.5}
+    assert any("LPIPS term's weight ramps from 0 to its value over the first 50%" in n
+               for n in rep._setting_notes(t, has_lpips=True))
+    assert not any("LPIPS" in n for n in rep._setting_notes(t, has_lpips=False))  # m1, or LPIPS dropped

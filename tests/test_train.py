@@ -73,6 +73,20 @@ def test_ssim_weight_ramps_in_then_stays_at_the_studys_value():
         TrainConfig(variant="m1", ssim_warmup_frac=1.0)
 
 
+def test_lpips_weight_ramps_in_like_ssim():
+    both = loss_weights_at(ALL_FOUR, 24, 100, 0.5, 0.5)
+    assert (both.ssim, both.lpips) == (pytest.approx(0.1), pytest.approx(0.25))
+    assert (both.mse, both.colour) == (1.0, 0.3)
+    only_lpips = loss_weights_at(ALL_FOUR, 9, 100, 0.0, 0.2)
+    assert only_lpips.ssim == 0.2 and only_lpips.lpips == pytest.approx(0.5 * 10 / 20)
+    assert loss_weights_at(ALL_FOUR, 20, 100, 0.0, 0.2) == ALL_FOUR  # full weight after its ramp
+    assert loss_weights_at(MSE_ONLY, 0, 100, 0.5, 0.5) == MSE_ONLY
+    with pytest.raises(ValueError, match="lpips_warmup_frac"):
+        TrainConfig(variant="m2", lpips_warmup_frac=1.0)
+    assert config_from_profile("m2", "cpu").lpips_warmup_frac == 0.5
+    assert config_from_profile("m2", "report").lpips_warmup_frac == 0.0  # the study keeps LPIPS constant
+
+
 def test_training_applies_the_ssim_ramp(tmp_path):
     # tiny m3 (MSE + SSIM; LPIPS dropped by the tiny profile), 4 steps, ramp over the first half = 2 steps
     seen = []
