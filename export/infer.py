@@ -300,8 +300,8 @@ def colorize_dataset(
         notes.append("converted to RGB (transparent pixels composited on white): "
                      + ", ".join(f"{n} {mode}" for mode, n in sorted(conversions.items())))
     if resized:
-        notes.append(f"{sum(resized.values())} image(s) not at the model size {size}x{size} were letterboxed to it "
-                     f"and the outputs brought back to the input size ({', '.join(f'{n}x {s}' for s, n in resized.most_common(5))})")
+        notes.append(f"{sum(resized.values())} image(s) not at the model size {size}x{size} were resized to it "
+                     f"(letterboxed, not squashed) and the outputs brought back to the input size ({', '.join(f'{n}x {s}' for s, n in resized.most_common(5))})")
     if skipped:
         reasons = Counter(s["reason"].split(":")[0] for s in skipped)
         notes.append(f"{len(skipped)} item(s) skipped; see 'skipped' for each reason")
