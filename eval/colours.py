@@ -160,7 +160,7 @@ def main(argv=None) -> None:
     table = colour_table(a.models, a.hex, a.backend)
     print(render_markdown(table))
     if a.json:
-        from ..polycolor_core.cache import write_json_atomic
+        from ..polycolor_core.atomic import write_json_atomic
 
         write_json_atomic(a.json, table)
 
