@@ -284,6 +284,9 @@ def _dedupe_model_notes(notes: list[str], models: list[str]) -> list[str]:
     return plain + out
 
 
+USER_FAMILY_N = 2  # held-out images per user-input family in the report (each ~0.6 s to score per row)
+
+
 def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), models: list[str] | None = None,
                   eval_n: int | None = None, eval_size: int = 128, jobs: int | None = None) -> ReproduceResult:
     from rich.console import Console
@@ -304,7 +307,10 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
         console.print(f"already finished (kept): {', '.join(skipped)}")
 
     console.print("scoring on held-out shapes ...")
-    board = run_leaderboard(models, runs_dir=runs, n=eval_n or prof.eval_n, size=eval_size, threads=1)
+    # both outputs (the study's raw picture and the composite users get) and a few of each user-input family at
+    # its own size; the torch backend, which every checkpoint has (auto would export each model to ONNX first)
+    board = run_leaderboard(models, runs_dir=runs, n=eval_n or prof.eval_n, size=eval_size, threads=1, backend="torch",
+                            outputs=("raw", "composite"), user_n=USER_FAMILY_N)
     written = write_outputs(board, out_dir=out, by_family=True)
     render_terminal(board, console, by_family=True, written=written)
     curves = plot_loss_curves(runs, models, out / "loss_curves.png")

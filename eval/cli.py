@@ -52,7 +52,7 @@ def _parse_models(ctx, param, value):
 @click.option("--user-families", "user_n", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Add N held-out images of each user-input family (anti-aliased, 256-1024 px, JPEG, coloured "
                    "ink, paper, thick pens, all at once), each scored at its own size.")
-@click.option("--output", "output", type=click.Choice(["raw", "composite", "both"]), default="raw", show_default=True,
+@click.option("--output", "output", type=click.Choice(["raw", "composite", "both"]), default="both", show_default=True,
               help="What each model row scores: raw = the model's whole picture (row 'm8'); composite = what "
                    "Colorizer users get, the fill pasted into their own image (row 'm8 composite'); both.")
 @click.option("--by-family", is_flag=True, help="Add a per-family breakdown table.")

@@ -27,7 +27,9 @@ from polycolor.polycolor_core.variants import get_variant
 
 AYNA_VAL = Path(__file__).resolve().parents[1].parent / "shared/data/ayna/validation"
 N, SIZE = 8, 32
-FAST = ["--n", str(N), "--size", str(SIZE), "--lpips", "local"]
+# --output raw: the CLI tests below check the model rows (the default, both, adds "mN composite" rows; see
+# test_cli_default_scores_raw_and_composite)
+FAST = ["--n", str(N), "--size", str(SIZE), "--lpips", "local", "--output", "raw"]
 
 
 def _save(make_checkpoint, runs: Path, name: str, *, blank: bool = False, noisy: bool = False,
@@ -417,3 +419,12 @@ def test_sort_by_unavailable_lpips_falls_back_with_a_note(runs):
     assert board.sort == schema.DEFAULT_SORT
     assert any("--sort lpips" in n for n in board.notes)
     assert [r.rank for r in board.rows if r.kind == "model"] == [1]
+
+
+def test_cli_default_scores_raw_and_composite(runs, tmp_path):
+    res = invoke("--models", "m2", "--runs", str(runs), "--n", str(N), "--size", str(SIZE), "--lpips", "off",
+                 "--no-reference", "--json", str(tmp_path / "both.json"))
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads((tmp_path / "both.json").read_text())["rows"]}
+    assert set(rows) == {"m2", "m2 composite"}
+    assert (rows["m2"]["output"], rows["m2 composite"]["output"]) == ("raw", "composite")
