@@ -5,7 +5,8 @@ A tiny m1 is overfitted (``polycolor_core.train``) on the shipped example image 
 (``m1/checkpoint/config.json``, the name the example workflow uses), and the API-format example
 ``docs/polycolor_api.json`` (LoadImage -> Polycolor Model Loader -> Polygon Colorize -> SaveImage) runs on
 that image. The saved image must be cyan inside the polygon and white outside, and equal to what
-the node gives when called directly in this process. The UI-format template
+the node gives when called directly in this process; the same drawing at 512x512 comes back 512x512 with
+its centre cyan and its corners bit-identical to the input. The UI-format template
 ``example_workflows/polycolor.json`` must be the only one listed and describe the same graph.
 
 Skipped when ComfyUI is not prepared (``bash .ci/prepare_comfyui.sh``), except under CI (env ``CI`` set),
@@ -169,6 +170,26 @@ def test_example_workflow_in_real_comfyui(comfy_dir, tmp_path):
         mask = np.asarray(images["91"].to_pil().convert("L")).astype(np.float32) / 255.0
         assert mask.shape == (SIZE, SIZE)
         assert mask[inside].mean() > 0.8 and mask[outside].mean() < 0.05, (mask[inside].mean(), mask[outside].mean())
+
+        # --- a user's own 512x512 drawing comes back 512x512: centre in the colour, far corners bit-identical to the
+        # input (the composite writes the fill into the user's image and leaves every other pixel as it was) ---
+        big = inp.resize((512, 512), Image.NEAREST)  # the same outline drawn 4x larger, with a 4x thicker pen
+        big.save(server.input_dir / "polygon512.png")
+        load_id = next(k for k, v in prompt.items() if v["class_type"] == "LoadImage")
+        prompt512 = json.loads(json.dumps(prompt))
+        del prompt512["90"], prompt512["91"]
+        prompt512[load_id]["inputs"]["image"] = "polygon512.png"
+        entry = H.wait_history(server.url, H.queue_prompt(server.url, prompt512), timeout=240, server=server)
+        saved512 = next(o for o in H.get_output_images(server.url, entry) if o.node_id == save_id)
+        got512 = np.asarray(saved512.to_pil().convert("RGB"))
+        assert got512.shape == (512, 512, 3), got512.shape
+        centre = got512[224:288, 224:288].reshape(-1, 3)
+        assert len(np.unique(centre, axis=0)) == 1, "the fill is not one solid colour"  # the composite's solid fill
+        assert np.abs(centre[0].astype(int) - CYAN).mean() < 20, centre[0]  # the model's cyan (same bound as above)
+        src = np.asarray(big)
+        for ys, xs in ((slice(0, 32), slice(0, 32)), (slice(0, 32), slice(480, 512)), (slice(480, 512), slice(0, 32)),
+                       (slice(480, 512), slice(480, 512))):  # 32x32 corner blocks, far from the polygon
+            assert np.array_equal(got512[ys, xs], src[ys, xs]), (ys, xs)
 
         # --- a second prompt (device cpu == what auto resolved to) reuses the loaded model ---
         prompt[loader_id]["inputs"]["device"] = "cpu"
