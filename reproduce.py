@@ -322,6 +322,18 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
     return ReproduceResult(out, trained, skipped, complete, report, time.perf_counter() - t0)
 
 
+def _lpips_lines(runs: Path, models: list[str]) -> list[str]:
+    """Which models trained with the LPIPS term and where its weights came from (each model's saved settings)."""
+    from .polycolor_core.modelinfo import ModelInfo
+
+    infos = {m: ModelInfo.find(runs / m) for m in models}
+    used = [m for m, i in infos.items() if i is not None and i.lpips_source]
+    if not used:
+        return []
+    sources = sorted({infos[m].lpips_source for m in used})
+    return [f"LPIPS used in training for {', '.join(used)}; weights: {'; '.join(sources)}.", ""]
+
+
 def write_report(out: Path, profile: str, models: list[str], board, curves: Path | None, notes: list[str],
                  runs: Path, train_seconds: dict[str, float], seconds: float) -> Path:
     from .polycolor_core import __version__
@@ -350,6 +362,7 @@ def write_report(out: Path, profile: str, models: list[str], board, curves: Path
         "",
         *([f"- {n}" for n in notes] or ["- none"]),
         "",
+        *_lpips_lines(runs, models),
         f"## Leaderboard (held-out shapes, scored at {board.data.size} px)",
         "",
         f"Data: {board.data.description}. Sorted by in-polygon CIEDE2000 (lower is better).",

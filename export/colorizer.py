@@ -158,8 +158,9 @@ class Colorizer:
                 emb = np.concatenate([emb, self.token(names[start : start + len(chunk)])], 1)
             y = self.backend.run(x, emb)  # [b,3,S,S]
             y8 = (np.clip(y, 0, 1) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)  # [b,S,S,3]
-            for im, (sq, t), p in zip(chunk, boxed, y8):
-                r = finish(im, p, t, sq, mode)
+            asked = names[start : start + len(chunk)]
+            for im, (sq, t), p, name in zip(chunk, boxed, y8, asked):
+                r = finish(im, p, t, sq, mode, hint=resolve_colour(name))  # the mask looks for the colour asked for
                 res.images.append(r.image)
                 res.masks.append(r.mask)
                 res.fill_colours.append(r.colour)

@@ -5,7 +5,7 @@
               ViT-B/32 text encoder and LPIPS required, each variant's own epoch count. A GPU job. Both CLIP and
               LPIPS weights need a download: offline, both stop at once with the fix. ``--text-encoder minilm-l6``
               is the documented switch to the packaged offline encoder (recorded as a deviation).
-- ``cpu``     tuned so all eight variants finish on 2 CPU cores in about 15 minutes (``polycolor reproduce`` trains
+- ``cpu``     tuned for 2 CPU cores (25 min on an AVX2-only EPYC with LPIPS in m2-m8; ``polycolor reproduce`` trains
               two at a time, one thread each): 32 px, batch 4 (the 5-epoch variants need steps more than images:
               m1 reached canonical dE00 7.6 with 300 steps of 4 vs 10.4 with 150 steps of 8), precision ``auto``
               (bf16 autocast only where the CPU has native bf16: emulated bf16 was 4.7-9.4x slower on an AVX2 EPYC),
@@ -49,7 +49,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         "cpu",
-        "all eight on 2 CPU cores in ~15 min, two models at a time: 32 px (m8 finishes at 112 px), batch 4, precision "
+        "all eight on 2 CPU cores, two models at a time (25 min on an AVX2-only EPYC): 32 px (m8 finishes at 112 px), batch 4, precision "
         "auto (bf16 only on CPUs with native bf16), lr 1e-3 (m5: 5e-4), SSIM and LPIPS ramped in over the first half, 200 generated pairs per epoch (the study's "
         "5/10/15 epochs), data mix of all families, LPIPS if available",
         dict(image_size=32, batch_size=4, lr=1e-3, epoch_scale=1.0, samples_per_epoch=200, precision="auto",

