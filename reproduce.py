@@ -363,7 +363,7 @@ def write_report(out: Path, profile: str, models: list[str], board, curves: Path
         *([f"- {n}" for n in notes] or ["- none"]),
         "",
         *_lpips_lines(runs, models),
-        f"## Leaderboard (held-out shapes, scored at {board.data.size} px)",
+        f"## Leaderboard (held-out shapes, scored at {board.data.size or 128} px; user-input families at their own size)",
         "",
         f"Data: {board.data.description}. Sorted by in-polygon CIEDE2000 (lower is better).",
         "",
