@@ -279,7 +279,8 @@ class Colorizer:
 
             torch.set_num_threads(int(threads))
         ck = load_checkpoint(info.path, device=device)
-        embeddings = text_encoder if text_encoder is not None else CachedTextEncoder(encoder_from_spec(info.text_encoder))
+        embeddings = text_encoder if text_encoder is not None else CachedTextEncoder(encoder_from_spec(info.text_encoder),
+                                                                                           template=info.prompt_template)
         return cls(TorchBackend(ck.model, device, precision), embeddings, info.image_size, batch_size,
                    meta=ck.meta, size_policy=size_policy, info=info)
 
@@ -305,5 +306,6 @@ class Colorizer:
         hint = (f"the {te.get('name')} encoder cannot be exported, so re-export with --colour-table NAME,... to add names"
                 if te.get("name") not in EXPORTABLE_TEXT_ENCODERS else
                 "re-export with the text encoder (the default) or with --colour-table NAME,... to add names")
-        return cls(backend, CachedTextEncoder(encoder, table=table, hint=hint), manifest["image_size"], batch_size,
+        embeddings = CachedTextEncoder(encoder, table=table, hint=hint, template=info.prompt_template)
+        return cls(backend, embeddings, manifest["image_size"], batch_size,
                    meta=manifest, size_policy=size_policy, info=info)

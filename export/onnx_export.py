@@ -257,6 +257,7 @@ def export_model(
     from ..polycolor_core.conditioning import TOKEN_FILE, colour_token_numpy, token_weights
     from ..polycolor_core.modelinfo import ModelInfo, shared_fields
     from ..polycolor_core.text import encoder_from_spec
+    from ..polycolor_core.textspec import check_template, prompt_text
 
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not overwrite:
@@ -277,7 +278,9 @@ def export_model(
     def write(tmp: Path) -> None:
         # -- colour table -------------------------------------------------------------------------------
         with torch.inference_mode():
-            table_emb = encoder.encode(names).float().cpu().numpy()  # [N,L,D]
+            # the names as training put them to the encoder (its prompt template), keyed by the bare names
+            template = check_template((ck.meta.get("train_config") or {}).get("prompt_template") or "{}")
+            table_emb = encoder.encode([prompt_text(n, template) for n in names]).float().cpu().numpy()  # [N,L,D]
         save_colour_table(tmp / COLOUR_TABLE_FILE, names, table_emb)
         table = dict(zip(names, table_emb))
         L, D = int(table_emb.shape[1]), int(table_emb.shape[2])

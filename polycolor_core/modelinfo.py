@@ -199,6 +199,7 @@ class ModelInfo:
     meta: dict = field(default_factory=dict, repr=False, compare=False)
     conditioning: str = "text"  # "text" | "text+rgb" (issue 16: the resolved RGB as one extra token)
     colours: str = ""  # the training palette spec (palettes.py), "" = the data spec's colours
+    prompt_template: str = "{}"  # how a colour name was put to the text encoder in training ("{}" = the bare name)
 
     # ------------------------------------------------------------------------------------------ reading
     @classmethod
@@ -260,6 +261,7 @@ class ModelInfo:
             lpips_note=str(get("lpips_note", "") or ""), lpips_source=get("lpips_source"), source=Path(source) if source else None,
             package_version=str(meta.get("package_version", "")), meta=meta,
             conditioning=str(train_config.get("conditioning") or "text"), colours=str(train_config.get("colours") or ""),
+            prompt_template=str(train_config.get("prompt_template") or "{}"),
         )
 
     # ------------------------------------------------------------------------------------------- views
@@ -282,6 +284,7 @@ class ModelInfo:
                 "precision": self.precision, "palette": list(self.palette), "train_config": self.train_config,
                 "loss_weights": self.loss_weights, "lpips_dropped": self.lpips_dropped, "lpips_note": self.lpips_note,
                 "lpips_source": self.lpips_source, "conditioning": self.conditioning, "colours": self.colours,
+                "prompt_template": self.prompt_template,
                 "source": str(self.source) if self.source else None, "package_version": self.package_version}
 
 

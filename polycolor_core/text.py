@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from .textspec import CLIP_HUB_ID, DEFAULT_SEQ_LEN, DEFAULT_TEXT_ENCODER, TEXT_ENCODER_NAMES, TextEncoderSpec
+from .textspec import (CLIP_HUB_ID, DEFAULT_SEQ_LEN, DEFAULT_TEXT_ENCODER, PROMPT_TEMPLATES, TEXT_ENCODER_NAMES,
+                       TextEncoderSpec, check_template, prompt_text)
 
-__all__ = ["CLIP_HUB_ID", "DEFAULT_SEQ_LEN", "DEFAULT_TEXT_ENCODER", "TEXT_ENCODER_NAMES", "CachedTextEncoder",
+__all__ = ["CLIP_HUB_ID", "DEFAULT_SEQ_LEN", "DEFAULT_TEXT_ENCODER", "TEXT_ENCODER_NAMES", "CachedTextEncoder", "PROMPT_TEMPLATES", "check_template", "prompt_text",
            "TextEncoder", "TextEncoderSpec", "TextEncoderUnavailable", "encoder_from_spec", "get_text_encoder",
            "parse_text_encoder", "text_dim"]
 
@@ -197,11 +198,12 @@ class CachedTextEncoder:
     ``encoder``: anything with ``encode(prompts) -> [N, L, D]`` (a torch ``TextEncoder`` or the exported ONNX
     encoder; tensors or arrays). ``table``: name -> [L, D] precomputed embeddings (an export's colour table).
     Names are keyed by ``colours.colour_key`` (so "Light Blue", "light-blue" and "lightblue" are one entry);
-    each key is encoded at most once, from the first spelling asked for (lower-cased, as training does). ``calls`` counts encoder runs, ``encoded`` the
+    each key is encoded at most once, from the first spelling asked for (lower-cased, as training does, and put in
+    the model's ``template``: :func:`prompt_text`). ``calls`` counts encoder runs, ``encoded`` the
     names encoded. A name outside the table with no encoder raises ``UnknownColourError`` with ``hint``.
     """
 
-    def __init__(self, encoder=None, table: dict | None = None, hint: str = ""):
+    def __init__(self, encoder=None, table: dict | None = None, hint: str = "", template: str = "{}"):
         import numpy as np
 
         from .colours import colour_key
@@ -212,6 +214,7 @@ class CachedTextEncoder:
         self.cache: dict = {}
         self.calls = 0
         self.encoded = 0
+        self.template = check_template(template)  # how a name is put to the encoder (recorded in the checkpoint)
         self.hint = hint or "re-export the model with its text encoder or with --colour-table NAME,... to add names"
 
     @property
@@ -228,7 +231,7 @@ class CachedTextEncoder:
         text: dict[str, str] = {}  # key -> the spelling encoded: the first one asked for, lower-cased
         for p, k in zip(prompts, keys):
             if k not in self.table and k not in self.cache:
-                text.setdefault(k, str(p).strip().lower())
+                text.setdefault(k, prompt_text(p, self.template))
         missing = sorted(text)
         if missing and self.encoder is None:
             raise UnknownColourError(

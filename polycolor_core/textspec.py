@@ -25,3 +25,21 @@ class TextEncoderSpec:
     @property
     def spec_string(self) -> str:
         return f"{self.name}:{self.source}" if self.source and self.source != CLIP_HUB_ID else self.name
+
+
+PROMPT_TEMPLATES = {"bare": "{}", "sentence": "a polygon filled with {}"}  # the two measured (issue 16)
+
+
+def check_template(template: str) -> str:
+    """A prompt template is text with exactly one ``{}`` where the colour name goes ("{}" = the bare name)."""
+    template = PROMPT_TEMPLATES.get(template, template)
+    if not isinstance(template, str) or template.count("{}") != 1 or template.replace("{}", "").count("{") \
+            or template.replace("{}", "").count("}"):
+        raise ValueError(f"prompt template {template!r} must hold exactly one {{}} for the colour name and no other "
+                         "braces, e.g. 'a polygon filled with {}' (or bare / sentence)")
+    return template
+
+
+def prompt_text(name, template: str = "{}") -> str:
+    """What the text encoder reads for a colour name: the name lower-cased and stripped, in ``template``."""
+    return template.format(str(name).strip().lower())

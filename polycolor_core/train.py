@@ -178,7 +178,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     torch.manual_seed(cfg.seed)
 
     # --- text conditioning: frozen, so each colour is encoded once and cached ---
-    encoder = CachedTextEncoder(get_text_encoder(cfg.text_encoder))
+    encoder = CachedTextEncoder(get_text_encoder(cfg.text_encoder), template=cfg.prompt_template)
     lpips_net, lpips_dropped, lpips_note = resolve_lpips(cfg, variant.loss)
     weights = variant.loss.without("lpips") if lpips_dropped else variant.loss
     if lpips_net is not None:

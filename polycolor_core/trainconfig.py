@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from .palettes import CONDITIONINGS, parse_palette
 from .precision import PRECISIONS, check_precision
 from .profiles import get_profile, profile_train_settings
+from .textspec import check_template
 from .variants import get_variant
 
 __all__ = ["TrainConfig", "config_from_profile", "parse_size_schedule"]
@@ -99,6 +100,9 @@ class TrainConfig:
     conditioning: str = _opt("text", "text (the study's: the text embedding only) or text+rgb (plus one learned "
                                      "token of the resolved RGB: exact colours for any name that resolves and every "
                                      "hex code).", choices=CONDITIONINGS)
+    prompt_template: str = _opt("{}", "How a colour name is put to the text encoder: {} = the bare name (the study's), "
+                                      "sentence = 'a polygon filled with {}', or any text with one {}.",
+                                metavar="TEMPLATE")
     augment: bool = _opt(True, "Paired flips/rotations of input and target.")
     val_samples: int = _opt(8, "Fixed validation samples scored and drawn every epoch.")
     device: str = _opt("auto", "auto, cpu, cuda, cuda:1 ...")
@@ -113,6 +117,7 @@ class TrainConfig:
         self.precision = check_precision(self.precision)
         if self.colours:
             self.colours = parse_palette(self.colours).spec
+        self.prompt_template = check_template(self.prompt_template)
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}")
 
@@ -128,6 +133,7 @@ class TrainConfig:
             d.setdefault("precision", "bf16" if old else "fp32")
         d.setdefault("colours", "")  # saved before issue 16: the data spec's colours, text-only conditioning
         d.setdefault("conditioning", "text")
+        d.setdefault("prompt_template", "{}")  # saved before the template: the bare name
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -247,3 +247,68 @@ def test_generalisation_table_reference_rows_on_a_tiny_model(text_checkpoint):
     assert all(np.isfinite(c["de00"]) for c in rows["tiny"].values()) and rows["tiny"]["canonical"]["de00"] > 0
     md = render_markdown(table)
     assert "| resolved RGB | 0.0 / 100% |" in md and "tiny (canonical / text)" in md
+
+
+# --------------------------------------------------------------------------------- prompt templates (issue 16 b)
+
+
+class _Recorder:
+    """A text encoder that records what it was asked to encode (and embeds by length, so prompts differ)."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def encode(self, prompts):
+        self.seen += list(prompts)
+        return np.stack([np.full((2, 3), len(p), np.float32) for p in prompts])
+
+
+def test_prompt_template_is_what_the_encoder_reads_and_bad_templates_are_refused():
+    from polycolor.polycolor_core.text import CachedTextEncoder
+    from polycolor.polycolor_core.textspec import check_template, prompt_text
+
+    rec = _Recorder()
+    emb = CachedTextEncoder(rec, template="sentence")
+    out = emb.numpy(["Teal", "teal", "#12AB34"])  # one key per colour: "teal" is encoded once
+    assert rec.seen == ["a polygon filled with #12ab34", "a polygon filled with teal"]
+    assert out.shape == (3, 2, 3) and out[0, 0, 0] == len("a polygon filled with teal")
+    assert prompt_text(" Light Blue ", "{} paint") == "light blue paint"
+    assert check_template("bare") == "{}"
+    for bad in ("no slot", "{} and {}", "{0}", "{name}"):
+        with pytest.raises(ValueError, match="exactly one"):
+            check_template(bad)
+
+
+def test_prompt_template_round_trips_through_the_checkpoint_and_the_colorizer(tmp_path):
+    from polycolor.export.colorizer import Colorizer
+    from polycolor.polycolor_core.modelinfo import ModelInfo
+    from polycolor.polycolor_core.train import TrainConfig, config_from_profile, train
+
+    cfg = config_from_profile("m1", "tiny", out=str(tmp_path / "run"), prompt_template="sentence")
+    assert cfg.prompt_template == "a polygon filled with {}"
+    res = train(cfg, progress=False)
+    info = ModelInfo.read(res.checkpoint)
+    assert info.prompt_template == "a polygon filled with {}"
+    col = Colorizer.from_pretrained(res.checkpoint, backend="torch", precision="fp32")
+    assert col.embeddings.template == "a polygon filled with {}"
+    # the embedding the model gets at inference is the template's, not the bare name's
+    bare = col.embeddings.encoder.encode(["red"]).numpy()
+    sentence = col.embeddings.encoder.encode(["a polygon filled with red"]).numpy()
+    assert np.allclose(col.embeddings.numpy(["red"]), sentence) and not np.allclose(bare, sentence)
+    old = dict(info.train_config)
+    old.pop("prompt_template")  # saved before templates: the bare name
+    assert TrainConfig.from_dict(old).prompt_template == "{}"
+
+
+def test_onnx_colour_table_holds_the_templated_embeddings(tmp_path, checkpoint_factory):
+    pytest.importorskip("onnxruntime")
+    from polycolor.export.colour_table import load_colour_table
+    from polycolor.export.onnx_export import export_model
+    from polycolor.polycolor_core.text import TinyRandomTextEncoder
+
+    ck = checkpoint_factory(tmp_path / "ck", train_config={"variant": "m1", "prompt_template": "a polygon filled with {}"})
+    out = export_model(ck, tmp_path / "exp")
+    table = load_colour_table(out / "colour_table.safetensors")
+    enc = TinyRandomTextEncoder()
+    assert np.allclose(table["red"], enc.encode(["a polygon filled with red"]).numpy()[0])
+    assert not np.allclose(table["red"], enc.encode(["red"]).numpy()[0])
