@@ -214,7 +214,7 @@ def run_leaderboard(
         notes.append(f"LPIPS column {lp_info.cell}: {lp_info.reason}" if lp_info.reason else f"LPIPS {lp_info.cell}")
 
     found = [r for r in refs if r.found]
-    n_rows = len(found) * len(outputs) + (1 if reference else 0)
+    n_rows = len(found) + (1 if reference else 0)  # one inference pass per model, whatever the outputs
     total = n_rows * len(data)
     done_before = 0
 
@@ -238,17 +238,16 @@ def run_leaderboard(
         loaded = scoring.load_model(r, backend=backend, device=device, batch_size=batch_size, bf16=bf16,
                                     threads=threads)
         if isinstance(loaded, ModelResult):  # could not load: one "error" entry, whatever the outputs
-            done_before += len(data) * len(outputs)
+            done_before += len(data)
             missing.append(loaded)
             continue
         colorizer, base = loaded
-        for out in outputs:
-            name = scoring.row_name(r.name, out)
-            res = scoring.score_output(colorizer, base, data, scorer, out, progress=sub(f"scoring {name}"))
-            done_before += len(data)
-            if progress is not None:
-                progress(f"scored {name}", done_before, total)
+        # one inference pass per model gives every output's row (the composite is painted from the raw pass)
+        for res in scoring.score_outputs(colorizer, base, data, scorer, outputs, progress=sub(f"scoring {r.name}")):
             (rows if res.scored else missing).append(res)
+        done_before += len(data)
+        if progress is not None:
+            progress(f"scored {r.name}", done_before, total)
     if reference:
         rows.append(scoring.score_reference(data, scorer, progress=sub(f"scoring {REFERENCE_NAME}")))
         done_before += len(data)

@@ -25,7 +25,7 @@ from .models import ModelRef
 from .schema import METRIC_KEYS, REFERENCE_NAME, LpipsInfo, ModelResult
 
 __all__ = ["OUTPUTS", "make_lpips_scorer", "score_predictions", "summarize", "row_name", "load_model", "score_output",
-           "score_model", "score_reference"]
+           "score_outputs", "score_model", "score_reference"]
 
 
 def make_lpips_scorer(mode: str = "auto", device: str | None = "cpu"):
@@ -120,41 +120,61 @@ def load_model(ref: ModelRef, *, backend: str = "auto", device: str = "cpu", bat
     return colorizer, res
 
 
-def score_output(colorizer, base: ModelResult, data: EvalData, lpips_scorer=None, output: str = "raw",
-                 progress: Callable[[int, int], None] | None = None, keep_predictions: bool = True) -> ModelResult:
-    """Predict every sample with ``colorizer.colorize(..., output=output)`` and score: one row, a copy of
-    ``base`` (from :func:`load_model`). Errors come back as ``status="error"``."""
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
-    res = dataclasses.replace(base, name=row_name(base.name, output), output=output, warnings=list(base.warnings))
+def score_outputs(colorizer, base: ModelResult, data: EvalData, lpips_scorer=None, outputs: Sequence[str] = ("raw",),
+                  progress: Callable[[int, int], None] | None = None, keep_predictions: bool = True
+                  ) -> list[ModelResult]:
+    """One row per ``outputs`` entry (copies of ``base``, from :func:`load_model`), from *one* inference pass.
+
+    ``colorizer.colorize(..., output="raw")`` already computes the mask and colour a composite uses (``finish``),
+    so the composite is ``paint(input, mask, colour)`` of that same pass, bit for bit what ``output="composite"``
+    returns (tests/test_leaderboard.py checks it); the model runs once per sample, not once per output. Both rows
+    report the pass's images/s. Errors come back as ``status="error"`` rows.
+    """
+    from ..polycolor_core.composite import paint
+
+    bad = [o for o in outputs if o not in OUTPUTS]
+    if bad:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {bad[0]!r}")
+    rows = [dataclasses.replace(base, name=row_name(base.name, o), output=o, warnings=list(base.warnings))
+            for o in outputs]
     try:
-        colorizer.colorize([data.samples[0].input], [data.samples[0].colour], output=output)  # warm-up, not timed
+        colorizer.colorize([data.samples[0].input], [data.samples[0].colour], output="raw")  # warm-up, not timed
         t0 = time.perf_counter()
-        result = colorizer.colorize(data.inputs, data.colours, progress=progress, output=output)
+        result = colorizer.colorize(data.inputs, data.colours, progress=progress, output="raw")
         dt = time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001
-        res.message = f"{res.name}: inference failed: {type(exc).__name__}: {exc}"
-        return res
-    preds = [np.asarray(p, dtype=np.uint8) for p in result.images]
-    res.inference_s = dt
-    res.images_per_s = len(data) / dt if dt > 0 else float("inf")
-    try:
-        per = score_predictions(data, preds, lpips_scorer)
-    except Exception as exc:  # noqa: BLE001 - LPIPS is the only part that can fail on valid images
-        if lpips_scorer is None:
-            raise
-        per = score_predictions(data, preds, None)
-        res.warnings.append(f"LPIPS failed ({type(exc).__name__}: {exc}); its cell is empty")
-    res.metrics, res.by_family = summarize(per, data.families)
-    res.per_sample = {k: v.tolist() for k, v in per.items()}
-    res.predictions = preds if keep_predictions else None
-    if res.finished is False:
-        res.status = "unfinished"
-        steps = f" (step {res.step}/{res.total_steps})" if res.step is not None and res.total_steps else ""
-        res.warnings.append(f"training not finished{steps}: scored as it stands")
-    else:
-        res.status = "ok"
-    return res
+        for res in rows:
+            res.message = f"{res.name}: inference failed: {type(exc).__name__}: {exc}"
+        return rows
+    raw = [np.asarray(p, dtype=np.uint8) for p in result.images]
+    for res in rows:
+        preds = raw if res.output == "raw" else [
+            paint(s.input, m, c) for s, m, c in zip(data.samples, result.masks, result.fill_colours)]
+        res.inference_s = dt
+        res.images_per_s = len(data) / dt if dt > 0 else float("inf")
+        try:
+            per = score_predictions(data, preds, lpips_scorer)
+        except Exception as exc:  # noqa: BLE001 - LPIPS is the only part that can fail on valid images
+            if lpips_scorer is None:
+                raise
+            per = score_predictions(data, preds, None)
+            res.warnings.append(f"LPIPS failed ({type(exc).__name__}: {exc}); its cell is empty")
+        res.metrics, res.by_family = summarize(per, data.families)
+        res.per_sample = {k: v.tolist() for k, v in per.items()}
+        res.predictions = preds if keep_predictions else None
+        if res.finished is False:
+            res.status = "unfinished"
+            steps = f" (step {res.step}/{res.total_steps})" if res.step is not None and res.total_steps else ""
+            res.warnings.append(f"training not finished{steps}: scored as it stands")
+        else:
+            res.status = "ok"
+    return rows
+
+
+def score_output(colorizer, base: ModelResult, data: EvalData, lpips_scorer=None, output: str = "raw",
+                 progress: Callable[[int, int], None] | None = None, keep_predictions: bool = True) -> ModelResult:
+    """The row for one ``output`` (:func:`score_outputs` with one entry)."""
+    return score_outputs(colorizer, base, data, lpips_scorer, (output,), progress, keep_predictions)[0]
 
 
 def score_model(ref: ModelRef, data: EvalData, lpips_scorer=None, *, backend: str = "auto", device: str = "cpu",
