@@ -308,9 +308,11 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
 
     console.print("scoring on held-out shapes ...")
     # both outputs (the study's raw picture and the composite users get) and a few of each user-input family at
-    # its own size; the torch backend, which every checkpoint has (auto would export each model to ONNX first)
+    # its own size; the torch backend, which every checkpoint has (auto would export each model to ONNX first);
+    # models scored in parallel processes like training (one per core, one thread each)
     board = run_leaderboard(models, runs_dir=runs, n=eval_n or prof.eval_n, size=eval_size, threads=1, backend="torch",
-                            outputs=("raw", "composite"), user_n=USER_FAMILY_N)
+                            outputs=("raw", "composite"), user_n=USER_FAMILY_N,
+                            jobs=plan_jobs(jobs, len(models), profile)[0])
     written = write_outputs(board, out_dir=out, by_family=True)
     render_terminal(board, console, by_family=True, written=written)
     curves = plot_loss_curves(runs, models, out / "loss_curves.png")

@@ -171,6 +171,7 @@ def run_leaderboard(
     data: EvalData | None = None,
     user_n: int = 0,
     outputs: Sequence[str] = ("raw",),
+    jobs: int = 1,
 ) -> Leaderboard:
     """Score ``models`` on held-out data and rank them. Never prints.
 
@@ -183,7 +184,8 @@ def run_leaderboard(
     is). ``outputs``: what each model row scores (:data:`~polycolor.eval.scoring.OUTPUTS`): ``("raw",)`` the
     model's whole picture (rows named after the model); add ``"composite"`` for a second row per model,
     ``"<name> composite"``, scoring what ``Colorizer`` users get by default. ``progress(description, completed,
-    total)`` is called while scoring.
+    total)`` is called while scoring. ``jobs``: models scored at once in worker processes (one thread each share of
+    the cores; 1 = in this process). Results do not depend on it.
     """
     t_start = time.perf_counter()
     if sort not in SORT_KEYS:
@@ -228,26 +230,31 @@ def run_leaderboard(
         progress("loading", 0, total)
     rows: list[ModelResult] = []
     missing: list[ModelResult] = []
+    jobs = max(1, min(int(jobs or 1), len(found)))
+    scored: dict[str, list[ModelResult]] = {}
+    if jobs > 1:  # whole models in worker processes; rows are put back in the requested order below
+        for name, results in scoring.score_in_workers(found, data, lpips, outputs, jobs, backend=backend,
+                                                      device=device, batch_size=batch_size, bf16=bf16):
+            scored[name] = results
+            done_before += len(data)
+            if progress is not None:
+                progress(f"scored {name}", done_before, total)
     for r in refs:
         if not r.found:
             missing.append(ModelResult(r.name, "model", "missing", source=r.requested, message=r.message,
                                        train_command=r.train_command))
             continue
-        if progress is not None:
-            progress(f"loading {r.name}", done_before, total)
-        loaded = scoring.load_model(r, backend=backend, device=device, batch_size=batch_size, bf16=bf16,
-                                    threads=threads)
-        if isinstance(loaded, ModelResult):  # could not load: one "error" entry, whatever the outputs
+        if r.name not in scored:
+            if progress is not None:
+                progress(f"loading {r.name}", done_before, total)
+            scored[r.name] = scoring.score_ref(r, data, scorer, outputs, backend=backend, device=device,
+                                               batch_size=batch_size, bf16=bf16, threads=threads,
+                                               progress=sub(f"scoring {r.name}"))
             done_before += len(data)
-            missing.append(loaded)
-            continue
-        colorizer, base = loaded
-        # one inference pass per model gives every output's row (the composite is painted from the raw pass)
-        for res in scoring.score_outputs(colorizer, base, data, scorer, outputs, progress=sub(f"scoring {r.name}")):
+            if progress is not None:
+                progress(f"scored {r.name}", done_before, total)
+        for res in scored[r.name]:
             (rows if res.scored else missing).append(res)
-        done_before += len(data)
-        if progress is not None:
-            progress(f"scored {r.name}", done_before, total)
     if reference:
         rows.append(scoring.score_reference(data, scorer, progress=sub(f"scoring {REFERENCE_NAME}")))
         done_before += len(data)
@@ -269,5 +276,5 @@ def run_leaderboard(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         elapsed_s=time.perf_counter() - t_start,
         settings={"backend": backend, "device": device, "batch_size": batch_size, "bf16": bf16, "lpips": lpips,
-                  "reference": reference, "threads": threads, "outputs": list(outputs)},
+                  "reference": reference, "threads": threads, "outputs": list(outputs), "jobs": jobs},
     )

@@ -433,3 +433,18 @@ def test_cli_default_scores_raw_and_composite(runs, tmp_path):
     rows = {r["name"]: r for r in json.loads((tmp_path / "both.json").read_text())["rows"]}
     assert set(rows) == {"m2", "m2 composite"}
     assert (rows["m2"]["output"], rows["m2 composite"]["output"]) == ("raw", "composite")
+
+
+def test_worker_processes_give_the_same_rows_in_the_same_order(runs):
+    """``jobs=2`` scores whole models in two spawned processes: the same numbers and order as one process."""
+    kw = dict(n=N, size=SIZE, lpips="off", outputs=("raw", "composite"), backend="torch")
+    one = L.run_leaderboard(["m4", "m1", "m2", "m3"], runs, **kw)
+    two = L.run_leaderboard(["m4", "m1", "m2", "m3"], runs, jobs=2, **kw)
+    assert [r.name for r in two.rows] == [r.name for r in one.rows] and len(one.rows) == 7
+    for a, b in zip(one.rows, two.rows):
+        assert a.metrics.keys() == b.metrics.keys() and a.status == b.status and a.rank == b.rank
+        assert all(a.metrics[k] == b.metrics[k] or math.isnan(a.metrics[k]) and math.isnan(b.metrics[k])
+                   for k in a.metrics)
+        if a.predictions is not None:
+            assert all(np.array_equal(x, y) for x, y in zip(a.predictions, b.predictions))
+    assert [m.name for m in two.missing] == ["m3"] and two.settings["jobs"] == 2
