@@ -254,6 +254,12 @@ def _setting_notes(t: dict, has_ssim: bool = True, precision: str | None = None,
     if precision is not None and precision != study.get("precision", "fp32"):
         why = " (chosen by precision 'auto': this hardware has native bf16)" if t.get("precision") == "auto" else ""
         notes.append(f"{precision} autocast in training{why} (the study: {study.get('precision', 'fp32')}).")
+    if t.get("conditioning", "text") != study.get("conditioning", "text"):
+        notes.append(f"conditioning {t['conditioning']}: the text embedding plus one token of the resolved RGB (the "
+                     "study: the text embedding only); it measured best on held-out colour names and hex codes.")
+    if t.get("colours"):
+        notes.append(f"training palette {t['colours']} (the study: its 8 colour names); held-out names are never "
+                     "drawn.")
     if t.get("lpips_warmup_frac") and has_lpips:
         notes.append(f"the LPIPS term's weight ramps from 0 to its value over the first {t['lpips_warmup_frac']:.0%} "
                      "of the steps (the study: constant). At its full weight from step 0, m2 stalls with every "

@@ -44,7 +44,7 @@ PROFILES: dict[str, Profile] = {
         "the study's schedule: 128 px, batch 16, lr 1e-4, fp32, CLIP ViT-B/32 text encoder, 5/10/15 epochs of 4096 "
         "generated pairs, LPIPS required (GPU)",
         dict(image_size=128, batch_size=16, lr=1e-4, epoch_scale=1.0, samples_per_epoch=4096, precision="fp32",
-             lpips="require", data=DATA_MIX, text_encoder="clip-vit-b32"),
+             lpips="require", data=DATA_MIX, text_encoder="clip-vit-b32", conditioning="text"),
         eval_n=384,
     ),
     "cpu": Profile(
@@ -53,7 +53,8 @@ PROFILES: dict[str, Profile] = {
         "auto (bf16 only on CPUs with native bf16), lr 1e-3 (m5: 5e-4), SSIM and LPIPS ramped in over the first half, 200 generated pairs per epoch (the study's "
         "5/10/15 epochs), data mix of all families, LPIPS if available",
         dict(image_size=32, batch_size=4, lr=1e-3, epoch_scale=1.0, samples_per_epoch=200, precision="auto",
-             ssim_warmup_frac=0.5, lpips_warmup_frac=0.5, lpips="auto", data=DATA_MIX, text_encoder="minilm-l6"),
+             ssim_warmup_frac=0.5, lpips_warmup_frac=0.5, lpips="auto", data=DATA_MIX, text_encoder="minilm-l6",
+             conditioning="text"),
         # One high-resolution finish fits the budget: a 32 px model upscaled x4 cannot reach mask IoU 0.95 (a
         # perfect target taken down to 32 px and back scores 0.91). m8's bottleneck widths make it the cheapest
         # variant per pixel, so it gets it: 80% of its steps at 32 px, 12% at 64 px, the last 8% at 112 px.
@@ -72,7 +73,8 @@ PROFILES: dict[str, Profile] = {
         "tiny",
         "test-sized models for a few steps at 32 px (the test suite; not a real model)",
         dict(image_size=32, batch_size=4, lr=3e-3, epochs=1, samples_per_epoch=8, precision="auto", lpips="drop",
-             data="synthetic:canonical", text_encoder="test-tiny-random", tiny_model=True, val_samples=4),
+             data="synthetic:canonical", text_encoder="test-tiny-random", tiny_model=True, val_samples=4,
+             conditioning="text"),
         eval_n=8,
     ),
 }

@@ -312,3 +312,12 @@ def test_onnx_colour_table_holds_the_templated_embeddings(tmp_path, checkpoint_f
     enc = TinyRandomTextEncoder()
     assert np.allclose(table["red"], enc.encode(["a polygon filled with red"]).numpy()[0])
     assert not np.allclose(table["red"], enc.encode(["red"]).numpy()[0])
+
+
+def test_new_training_defaults_to_text_plus_rgb_and_the_study_keeps_text():
+    from polycolor.polycolor_core.trainconfig import TrainConfig, config_from_profile
+
+    assert TrainConfig(variant="m8").conditioning == "text+rgb"  # what measured best (issue 16)
+    assert all(config_from_profile(m, "report").conditioning == "text" for m in ("m1", "m5", "m8"))  # the study
+    assert config_from_profile("m3", "cpu").conditioning == "text"  # the cpu profile's ablation is the study's
+    assert config_from_profile("m8", "cpu").conditioning == "text+rgb"  # the everyday model
