@@ -8,11 +8,17 @@ token of the text width, appended to the sequence: [B, L+1, D]. A name that does
 (cross-attention takes any sequence length); only this small projection (``ColourToken``, ~(F+1)*D + D
 parameters) is added, and it is saved in the checkpoint next to the UNet weights under ``colour_token.*``.
 
-Why: the issue's prototype (m8, 64 px, fp32, 5 CPU minutes, ~113 steps, 150 held-out XKCD names) measured mean
-fill CIEDE2000 30.2 with the bare-name MiniLM embedding (no better than painting the mean colour, 31.2) and 11.0
-with a Fourier RGB token. The default stays ``text`` (the study's) until a run on this code confirms it: on a
-2-core AVX2 CPU shared by six jobs, 130 steps of batch 4 at 32 px (250 s) had not yet learnt to fill with either
-(held-out XKCD 35.7 for text+rgb; the nearest-trained-name reference is 18.7).
+Why, measured (issue 16): the same m8 run (750 steps of 4 at 32 -> 64 px, canonical+xkcd+hex palette, MiniLM, one
+2-core AVX2 CPU), mean in-polygon CIEDE2000 of the composite on canonical / held-out CSS / held-out XKCD / random
+hex (``python -m polycolor.eval.colours``):
+
+    (a) text, the bare name                          5.0 / 29.1 / 26.7 / 33.8
+    (b) text, template "a polygon filled with {}"    5.0 / 29.1 / 32.7 / 33.2   (``--prompt-template sentence``)
+    (c) text+rgb, the bare name                      1.2 / 15.2 / 13.8 / 11.5
+
+so ``text+rgb`` is the default for new training (``TrainConfig.conditioning``); the study's profile and the cpu
+profile's ablation keep ``text``. A template only dilutes the colour word: with it the nearest-trained-name
+reference goes from dE00 18.6 to 32.6 on XKCD.
 
 ``colour_token_numpy(weights, names)`` is the same projection in numpy (from the safetensors tensors), so an
 ONNX export can build the full [N, L+1, D] conditioning without torch.
