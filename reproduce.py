@@ -34,17 +34,21 @@ class ReproduceResult:
     seconds: float = 0.0
 
 
-def train_all(models: list[str], profile: str, runs: Path, jobs: int | None = None
-              ) -> tuple[list[str], list[str], dict[str, float]]:
+def train_all(models: list[str], profile: str, runs: Path, jobs: int | None = None, followups=None
+              ) -> tuple[list[str], list[str], dict[str, float], dict]:
     """Train the variants without a finished run; one overall bar plus a bar per model in training.
 
     ``jobs`` models train at once in worker processes (None = auto, see ``plan_jobs``); 1 trains them one after
-    another in this process.
+    another in this process. ``followups(name) -> {key: (fn, args)}``: work to run in the same worker pool as soon
+    as model ``name`` is trained (or at once for a finished one): ``polycolor reproduce`` scores each model there,
+    so the cores that finish the short ablation models score them while m8 still trains. Returns (trained,
+    skipped, seconds per model, {key: result} of the followups; empty when ``jobs`` is 1).
     """
     todo = [m for m in models if not is_finished(runs / m)]
     skipped = [m for m in models if m not in todo]
     jobs, threads = plan_jobs(jobs, len(todo), profile)
     seconds: dict[str, float] = {}
+    extra: dict = {}
     progress = make_progress()
     with progress:
         overall = progress.add_task(f"reproduce ({profile})", total=len(models), completed=len(skipped),
@@ -54,8 +58,9 @@ def train_all(models: list[str], profile: str, runs: Path, jobs: int | None = No
                 seconds[name] = _train_one(name, profile, runs / name, progress)
                 progress.advance(overall)
         else:
-            seconds = _train_in_workers(todo, profile, runs, jobs, threads, progress, overall)
-    return [m for m in todo if m in seconds], skipped, seconds
+            seconds, extra = _train_in_workers(todo, skipped, profile, runs, jobs, threads, progress, overall,
+                                               followups)
+    return [m for m in todo if m in seconds], skipped, seconds, extra
 
 
 def _train_one(name: str, profile: str, run: Path, progress) -> float:
@@ -123,7 +128,8 @@ def _train_worker(name: str, profile: str, run: str, threads: int, queue) -> tup
         return name, _train_one(name, profile, Path(run), _QueueProgress(queue, name))
 
 
-def _train_in_workers(todo, profile, runs, jobs, threads, progress, overall) -> dict[str, float]:
+def _train_in_workers(todo, skipped, profile, runs, jobs, threads, progress, overall, followups=None
+                      ) -> tuple[dict[str, float], dict]:
     import multiprocessing as mp
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -135,6 +141,17 @@ def _train_in_workers(todo, profile, runs, jobs, threads, progress, overall) -> 
     with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         q = manager.Queue()
         pending = {pool.submit(_train_worker, m, profile, str(runs / m), threads, q) for m in order}
+        extra: dict = {}
+        jobs_of: dict = {}  # followup future -> its key
+
+        def follow(name: str) -> None:
+            for key, (fn, args) in (followups(name) if followups else {}).items():
+                fut = pool.submit(fn, *args)
+                jobs_of[fut] = key
+                pending.add(fut)
+
+        for name in skipped:
+            follow(name)
 
         def drain():
             while True:
@@ -153,13 +170,17 @@ def _train_in_workers(todo, profile, runs, jobs, threads, progress, overall) -> 
             done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
             drain()
             for fut in done:
+                if fut in jobs_of:
+                    extra[jobs_of.pop(fut)] = fut.result()
+                    continue
                 name, secs = fut.result()  # a worker's exception surfaces here, with its traceback
                 seconds[name] = secs
                 if name in bars:
                     progress.remove_task(bars.pop(name))
                 progress.advance(overall)
+                follow(name)
         drain()
-    return seconds
+    return seconds, extra
 
 
 def wide_palette_models(runs: Path, models: list[str]) -> list[str]:
@@ -169,17 +190,6 @@ def wide_palette_models(runs: Path, models: list[str]) -> list[str]:
     return [m for m in models if (info := ModelInfo.find(runs / m)) is not None and info.colours]
 
 
-def _side_process(needed: bool):
-    """One spawned worker process (or a no-op context when not ``needed``)."""
-    import contextlib
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    if not needed:
-        return contextlib.nullcontext(None)
-    return ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
-
-
 USER_FAMILY_N = 2  # held-out images per user-input family in the report (each ~0.6 s to score per row)
 
 
@@ -187,9 +197,10 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
                   eval_n: int | None = None, eval_size: int = 128, jobs: int | None = None) -> ReproduceResult:
     from rich.console import Console
 
-    from .eval.colours import colour_table_job
-    from .eval.render import render_terminal
+    from .eval.colours import colour_table_job, merge_colour_tables
+    from .eval.heldout import load_eval_data
     from .eval.leaderboard import run_leaderboard, write_outputs
+    from .eval.render import render_terminal
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     t0 = time.perf_counter()
@@ -199,23 +210,39 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]polycolor reproduce[/] profile [cyan]{profile}[/]: {prof.description}")
-    trained, skipped, train_seconds = train_all(models, profile, runs, jobs)
+    # Scoring: both outputs (the study's raw picture and the composite users get) and a few of each user-input family
+    # at its own size, on the torch backend (which every checkpoint has; auto would export each model to ONNX
+    # first). Each model is scored in the training pool as soon as it is trained, and the wide-palette models get
+    # the colour-generalisation table there too; whatever is left (one job at a time, a failed job) is scored below.
+    data_args = dict(n=eval_n or prof.eval_n, size=eval_size, user_n=USER_FAMILY_N)
+    outputs = ("raw", "composite")
+
+    def followups(name: str) -> dict:
+        import functools
+
+        from .eval.models import resolve_models
+        from .eval.scoring import score_job
+
+        ref = resolve_models([name], runs)[0]
+        score = functools.partial(score_job, backend="torch", threads=1)  # one thread per worker, like training
+        jobs_for = {("score", name): (score, (ref, data_args, "auto", outputs))} if ref.found else {}
+        if ref.found and wide_palette_models(runs, [name]):
+            jobs_for[("colours", name)] = (colour_table_job, ([str(runs / name)],))
+        return jobs_for
+
+    trained, skipped, train_seconds, extra = train_all(models, profile, runs, jobs, followups)
     if skipped:
         console.print(f"already finished (kept): {', '.join(skipped)}")
 
     console.print("scoring on held-out shapes ...")
-    # both outputs (the study's raw picture and the composite users get) and a few of each user-input family at
-    # its own size; the torch backend, which every checkpoint has (auto would export each model to ONNX first);
-    # models scored in parallel processes like training (one per core, one thread each)
-    # The models trained on colours beyond the eight also get the colour-generalisation table, in a side process
-    # while the leaderboard scores (the main process only waits on the scoring workers meanwhile).
-    wide = wide_palette_models(runs, models)
-    with _side_process(bool(wide)) as side:
-        colours_job = side.submit(colour_table_job, [str(runs / m) for m in wide]) if wide else None
-        board = run_leaderboard(models, runs_dir=runs, n=eval_n or prof.eval_n, size=eval_size, threads=1,
-                                backend="torch", outputs=("raw", "composite"), user_n=USER_FAMILY_N,
-                                jobs=plan_jobs(jobs, len(models), profile)[0])
-        colour_generalisation = colours_job.result() if colours_job is not None else None
+    scored = {key[1]: rows for key, (_, rows) in extra.items() if key[0] == "score"}
+    board = run_leaderboard(models, runs_dir=runs, data=load_eval_data(**data_args), threads=1, backend="torch",
+                            outputs=outputs, jobs=plan_jobs(jobs, len(models), profile)[0], scored=scored)
+    tables = [v for k, v in extra.items() if k[0] == "colours"]
+    left = [m for m in wide_palette_models(runs, models) if ("colours", m) not in extra]
+    if left:
+        tables.append(colour_table_job([str(runs / m) for m in left]))
+    colour_generalisation = merge_colour_tables(tables)
     written = write_outputs(board, out_dir=out, by_family=True)
     render_terminal(board, console, by_family=True, written=written)
     curves = plot_loss_curves(runs, models, out / "loss_curves.png")

@@ -26,7 +26,8 @@ from ..polycolor_core.colours import resolve_colour
 from .metrics import ciede2000_map, true_mask
 
 __all__ = ["COLOUR_SETS", "SEED", "ColourRow", "colour_sets", "render_samples", "score_colorizer",
-           "reference_rows", "colour_table", "colour_table_job", "render_markdown", "main"]
+           "reference_rows", "colour_table", "colour_table_job", "merge_colour_tables", "render_markdown",
+           "main"]
 
 COLOUR_SETS = ("canonical", "css held-out", "xkcd held-out", "hex")
 SEED = 4242
@@ -143,6 +144,21 @@ def colour_table_job(paths: list[str], threads: int = 1, n_hex: int = 32) -> dic
 
     torch.set_num_threads(threads)
     return colour_table(paths, n_hex, backend="torch")
+
+
+REFERENCE_ROWS = ("nearest trained name", "resolved RGB")
+
+
+def merge_colour_tables(tables: list[dict]) -> dict | None:
+    """One table from several :func:`colour_table` results on the same sets: every model row, the reference rows
+    once (the first table's). None for no tables."""
+    tables = [t for t in tables if t]
+    if not tables:
+        return None
+    rows = [r for t in tables for r in t["rows"] if r["name"] not in REFERENCE_ROWS]
+    rows += [r for r in tables[0]["rows"] if r["name"] in REFERENCE_ROWS]
+    return {"sets": tables[0]["sets"], "palettes": {k: v for t in tables for k, v in t.get("palettes", {}).items()},
+            "rows": rows}
 
 
 def render_markdown(table: dict) -> str:

@@ -28,7 +28,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from . import scoring
 from .heldout import EvalData, load_eval_data
@@ -172,6 +172,7 @@ def run_leaderboard(
     user_n: int = 0,
     outputs: Sequence[str] = ("raw",),
     jobs: int = 1,
+    scored: Mapping[str, list[ModelResult]] | None = None,
 ) -> Leaderboard:
     """Score ``models`` on held-out data and rank them. Never prints.
 
@@ -185,7 +186,8 @@ def run_leaderboard(
     model's whole picture (rows named after the model); add ``"composite"`` for a second row per model,
     ``"<name> composite"``, scoring what ``Colorizer`` users get by default. ``progress(description, completed,
     total)`` is called while scoring. ``jobs``: models scored at once in worker processes (one thread each share of
-    the cores; 1 = in this process). Results do not depend on it.
+    the cores; 1 = in this process). Results do not depend on it. ``scored``: rows already scored elsewhere on
+    this same ``data`` and ``outputs`` (``scoring.score_job``), by model name; those models are not scored again.
     """
     t_start = time.perf_counter()
     if sort not in SORT_KEYS:
@@ -230,10 +232,12 @@ def run_leaderboard(
         progress("loading", 0, total)
     rows: list[ModelResult] = []
     missing: list[ModelResult] = []
-    jobs = max(1, min(int(jobs or 1), len(found)))
-    scored: dict[str, list[ModelResult]] = {}
+    scored = dict(scored or {})
+    done_before += len(data) * sum(1 for r in found if r.name in scored)
+    todo = [r for r in found if r.name not in scored]
+    jobs = max(1, min(int(jobs or 1), len(todo)))
     if jobs > 1:  # whole models in worker processes; rows are put back in the requested order below
-        for name, results in scoring.score_in_workers(found, data, lpips, outputs, jobs, backend=backend,
+        for name, results in scoring.score_in_workers(todo, data, lpips, outputs, jobs, backend=backend,
                                                       device=device, batch_size=batch_size, bf16=bf16):
             scored[name] = results
             done_before += len(data)

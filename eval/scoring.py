@@ -25,7 +25,7 @@ from .models import ModelRef
 from .schema import METRIC_KEYS, REFERENCE_NAME, LpipsInfo, ModelResult
 
 __all__ = ["OUTPUTS", "make_lpips_scorer", "score_predictions", "summarize", "row_name", "load_model", "score_output",
-           "score_outputs", "score_ref", "score_in_workers", "score_model", "score_reference"]
+           "score_outputs", "score_ref", "score_job", "score_in_workers", "score_model", "score_reference"]
 
 
 def make_lpips_scorer(mode: str = "auto", device: str | None = "cpu"):
@@ -198,6 +198,25 @@ def _worker_init(data: EvalData, lpips_mode: str, device: str, threads: int) -> 
     torch.set_num_threads(threads)
     scorer, _ = make_lpips_scorer(lpips_mode, device)
     _WORKER.update(data=data, scorer=scorer)
+
+
+def score_job(ref: ModelRef, data: EvalData | dict, lpips_mode: str, outputs: Sequence[str], **kwargs
+              ) -> tuple[str, list[ModelResult]]:
+    """:func:`score_ref` for any worker process (``polycolor reproduce`` scores each model in the training pool as
+    soon as it is trained). ``data``: the EvalData, or the keyword arguments of ``heldout.load_eval_data`` that
+    build it (deterministic: the worker builds the same split once instead of receiving it). The data and the
+    LPIPS scorer are built once per process and kept."""
+    from .heldout import load_eval_data
+
+    if isinstance(data, dict):
+        dkey = ("data", tuple(sorted(data.items())))
+        if dkey not in _WORKER:
+            _WORKER[dkey] = load_eval_data(**data)
+        data = _WORKER[dkey]
+    key = ("scorer", lpips_mode, kwargs.get("device", "cpu"))
+    if key not in _WORKER:
+        _WORKER[key] = make_lpips_scorer(lpips_mode, kwargs.get("device", "cpu"))[0]
+    return ref.name, score_ref(ref, data, _WORKER[key], outputs, **kwargs)
 
 
 def _worker_score(ref: ModelRef, outputs, kwargs) -> tuple[str, list[ModelResult]]:

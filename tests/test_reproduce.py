@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from polycolor.cli import main
@@ -29,6 +30,16 @@ def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
     assert "runs/m1/samples/epoch_001.png" in md
     report = json.loads((out / "report.json").read_text())
     assert report["models"] == ["m1", "m4"] and {row["name"] for row in report["leaderboard"]["rows"]} >= {"m1", "m4"}
+    # each model was scored in the training pool as soon as it was trained: the same numbers as scoring afterwards
+    from polycolor.eval.leaderboard import run_leaderboard
+
+    fresh = run_leaderboard(["m1", "m4"], runs_dir=out / "runs", n=8, size=64, user_n=rep.USER_FAMILY_N, threads=1,
+                            backend="torch", outputs=("raw", "composite"))
+    pooled = {row["name"]: row["metrics"] for row in report["leaderboard"]["rows"]}
+    for row in fresh.rows:
+        assert row.name in pooled
+        for k, v in row.metrics.items():
+            assert pooled[row.name][k] == pytest.approx(v, rel=1e-6, abs=1e-9, nan_ok=True), (row.name, k)
 
     # a rerun keeps finished models and does not retrain them
     mtime = (out / "runs" / "m1" / "checkpoint" / "model.safetensors").stat().st_mtime_ns
