@@ -14,7 +14,8 @@
               Two budgets. **m8**, the model the run leaves behind for everyday use, gets half the machine: 750 steps
               (the study's 15 epochs of 200 pairs), 72% at 32 px and the rest at 64 px, on every data family including
               the user-input ones, on canonical+xkcd+hex colours with the RGB token. **m1-m7**, the study's ablation,
-              share the other half: 60 pairs per epoch (the study's 5/10/15 epochs: 75-225 steps), 32 px. At that
+              share the other half and score the models as they finish: 48 pairs per epoch (the study's 5/10/15
+              epochs: 60-180 steps), 32 px. At that
               budget the ablation ranks architectures and loss terms coarsely; it no longer reaches the numbers of the
               25-minute profile of stop 11 (m1-m7 canonical dE00 ~9-17 with 200 pairs per epoch). m5, twice as wide,
               trains at lr 5e-4 (27.9 at 1e-3 -> 14.7 with 250 steps).
@@ -50,10 +51,10 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         "cpu",
         "all eight on 2 CPU cores in about 11 min on an AVX2-only EPYC (two models at a time): m8 750 steps at 32 -> 64 px on "
-        "every family and the wide palette; m1-m7 (the study's ablation) 60 pairs per epoch at 32 px; batch 4, precision "
+        "every family and the wide palette; m1-m7 (the study's ablation) 48 pairs per epoch at 32 px; batch 4, precision "
         "auto (bf16 only on CPUs with native bf16), lr 1e-3 (m5: 5e-4), SSIM and LPIPS ramped in over the first half, "
         "LPIPS if available",
-        dict(image_size=32, batch_size=4, lr=1e-3, epoch_scale=1.0, samples_per_epoch=60, precision="auto",
+        dict(image_size=32, batch_size=4, lr=1e-3, epoch_scale=1.0, samples_per_epoch=48, precision="auto",
              ssim_warmup_frac=0.5, lpips_warmup_frac=0.5, lpips="auto", data=DATA_MIX, text_encoder="minilm-l6",
              conditioning="text"),
         # m8 (one run each, 750 steps, AVX2 EPYC; composite canonical dE00 / IoU, dark, held-out XKCD / hex dE00):

@@ -100,7 +100,7 @@ def test_training_applies_the_ssim_ramp(tmp_path):
 def test_profile_gives_one_variant_its_own_settings():
     assert config_from_profile("m8", "cpu").image_size == 64
     assert config_from_profile("m8", "cpu").size_schedule == ((32, 0.72),)
-    assert config_from_profile("m8", "cpu").samples_per_epoch == 200 and config_from_profile("m3", "cpu").samples_per_epoch == 60
+    assert config_from_profile("m8", "cpu").samples_per_epoch == 200 and config_from_profile("m3", "cpu").samples_per_epoch == 48
     assert config_from_profile("m7", "cpu").image_size == 32 and config_from_profile("m7", "cpu").size_schedule == ()
     assert config_from_profile("m8", "cpu", image_size=112).image_size == 112  # explicit settings still win
     assert config_from_profile("m5", "cpu").lr == 5e-4 and config_from_profile("m4", "cpu").lr == 1e-3
