@@ -190,7 +190,10 @@ def wide_palette_models(runs: Path, models: list[str]) -> list[str]:
     return [m for m in models if (info := ModelInfo.find(runs / m)) is not None and info.colours]
 
 
-USER_FAMILY_N = 2  # held-out images per user-input family in the report (each ~0.6 s to score per row)
+# The report's scoring is sized to the cpu profile's 12-minute budget (it runs beside and after m8's training):
+USER_FAMILY_N = 1  # held-out images per user-input family (each 0.03-0.9 s to score per row: they are 128-1024 px)
+COLOUR_TABLE_LIMIT = 40  # the first 40 names of each colour set (all 8 canonical, 27 CSS, 40 of 168 XKCD, 32 hex);
+# `python -m polycolor.eval.colours runs/m8` scores them all
 
 
 def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), models: list[str] | None = None,
@@ -227,7 +230,7 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
         score = functools.partial(score_job, backend="torch", threads=1)  # one thread per worker, like training
         jobs_for = {("score", name): (score, (ref, data_args, "auto", outputs))} if ref.found else {}
         if ref.found and wide_palette_models(runs, [name]):
-            jobs_for[("colours", name)] = (colour_table_job, ([str(runs / name)],))
+            jobs_for[("colours", name)] = (colour_table_job, ([str(runs / name)], 1, 32, COLOUR_TABLE_LIMIT))
         return jobs_for
 
     trained, skipped, train_seconds, extra = train_all(models, profile, runs, jobs, followups)
@@ -235,13 +238,13 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
         console.print(f"already finished (kept): {', '.join(skipped)}")
 
     console.print("scoring on held-out shapes ...")
-    scored = {key[1]: rows for key, (_, rows) in extra.items() if key[0] == "score"}
+    scored = {key[1]: value[1] for key, value in extra.items() if key[0] == "score"}  # value: (name, rows)
     board = run_leaderboard(models, runs_dir=runs, data=load_eval_data(**data_args), threads=1, backend="torch",
                             outputs=outputs, jobs=plan_jobs(jobs, len(models), profile)[0], scored=scored)
     tables = [v for k, v in extra.items() if k[0] == "colours"]
     left = [m for m in wide_palette_models(runs, models) if ("colours", m) not in extra]
     if left:
-        tables.append(colour_table_job([str(runs / m) for m in left]))
+        tables.append(colour_table_job([str(runs / m) for m in left], 1, 32, COLOUR_TABLE_LIMIT))
     colour_generalisation = merge_colour_tables(tables)
     written = write_outputs(board, out_dir=out, by_family=True)
     render_terminal(board, console, by_family=True, written=written)

@@ -164,7 +164,8 @@ def _colour_lines(table: dict | None) -> list[str]:
     return ["## Colours beyond the eight", "",
             "Mean in-polygon CIEDE2000 of the composite and the share under " f"{THRESHOLD:g}, one generated polygon "
             "per colour: the 8 canonical names, CSS and XKCD names held out of every training palette, random "
-            "evaluation hex codes (`python -m polycolor.eval.colours MODEL` recomputes it). Reference rows: the "
+            "evaluation hex codes; the report scores up to 40 names per set, `python -m polycolor.eval.colours MODEL` "
+            "scores them all. Reference rows: the "
             "trained name nearest in text embedding, and the exact resolved RGB (the ceiling).", "",
             render_markdown(table), ""]
 

@@ -137,13 +137,13 @@ def colour_table(models, n_hex: int = 32, backend: str = "auto", limit: int | No
             "rows": [{"name": r.name, "cells": r.cells, "note": r.note} for r in rows]}
 
 
-def colour_table_job(paths: list[str], threads: int = 1, n_hex: int = 32) -> dict:
+def colour_table_job(paths: list[str], threads: int = 1, n_hex: int = 32, limit: int | None = None) -> dict:
     """:func:`colour_table` on the torch backend with ``threads`` torch threads: what ``polycolor reproduce`` runs in
-    a side process while the leaderboard scores (picklable arguments, a JSON-ready result)."""
+    a worker process (picklable arguments, a JSON-ready result)."""
     import torch
 
     torch.set_num_threads(threads)
-    return colour_table(paths, n_hex, backend="torch")
+    return colour_table(paths, n_hex, backend="torch", limit=limit)
 
 
 REFERENCE_ROWS = ("nearest trained name", "resolved RGB")

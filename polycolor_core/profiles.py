@@ -75,7 +75,7 @@ PROFILES: dict[str, Profile] = {
         variants={"m8": dict(image_size=64, size_schedule=((32, 0.72),), samples_per_epoch=200, data=M8_DATA_MIX,
                              colours="canonical+xkcd+hex", conditioning="text+rgb"),
                   "m5": dict(lr=5e-4)},
-        eval_n=96,
+        eval_n=64,  # + 1 image per user-input family (reproduce.USER_FAMILY_N): scoring fits the 12-minute budget
     ),
     "tiny": Profile(
         "tiny",

@@ -12,12 +12,17 @@ from polycolor.polycolor_core.train import is_finished
 
 def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
     import polycolor.reproduce as rep
+    from polycolor.polycolor_core.train import config_from_profile, train
 
     out = tmp_path / "rep"
-    r = rep.run_reproduce("tiny", out, ["m1", "m4"], eval_n=8, eval_size=64, jobs=2)  # two worker processes
-    assert r.complete and r.trained == ["m1", "m4"]
-    for name in ("m1", "m4"):  # each worker's prints are kept in its run folder
-        assert (out / "runs" / name / "train.log").is_file() and is_finished(out / "runs" / name)
+    # m4 is already trained, on the wide palette like the cpu profile's m8: reproduce keeps it, scores it and
+    # computes its colour table in the worker pool while m1 and m2 train
+    train(config_from_profile("m4", "tiny", out=str(out / "runs" / "m4"), colours="canonical+xkcd+hex",
+                              conditioning="text+rgb"), progress=False)
+    r = rep.run_reproduce("tiny", out, ["m1", "m2", "m4"], eval_n=8, eval_size=64, jobs=2)  # two worker processes
+    assert r.complete and r.trained == ["m1", "m2"] and r.skipped == ["m4"]
+    assert (out / "runs" / "m1" / "train.log").is_file()  # each worker's prints are kept in its run folder
+    assert all(is_finished(out / "runs" / name) for name in ("m1", "m4"))
     for f in ("report.md", "report.json", "leaderboard.json", "leaderboard.csv", "leaderboard.md",
               "contact_sheet.png", "loss_curves.png"):
         assert (out / f).is_file(), f
@@ -28,12 +33,15 @@ def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
     assert "Deviations from the study" in md and "test-tiny-random" in md  # deviations stated plainly
     assert "LPIPS term dropped" in md  # m4 has an LPIPS term; the tiny profile drops it, and says so
     assert "runs/m1/samples/epoch_001.png" in md
+    assert "## Colours beyond the eight" in md and "xkcd held-out (40)" in md  # m4 only, scored in the pool
+    table = json.loads((out / "report.json").read_text())["colour_generalisation"]
+    assert [r["name"] for r in table["rows"]][0].endswith("m4") and len(table["rows"]) == 3
     report = json.loads((out / "report.json").read_text())
-    assert report["models"] == ["m1", "m4"] and {row["name"] for row in report["leaderboard"]["rows"]} >= {"m1", "m4"}
+    assert report["models"] == ["m1", "m2", "m4"] and {row["name"] for row in report["leaderboard"]["rows"]} >= {"m1", "m4"}
     # each model was scored in the training pool as soon as it was trained: the same numbers as scoring afterwards
     from polycolor.eval.leaderboard import run_leaderboard
 
-    fresh = run_leaderboard(["m1", "m4"], runs_dir=out / "runs", n=8, size=64, user_n=rep.USER_FAMILY_N, threads=1,
+    fresh = run_leaderboard(["m1", "m2", "m4"], runs_dir=out / "runs", n=8, size=64, user_n=rep.USER_FAMILY_N, threads=1,
                             backend="torch", outputs=("raw", "composite"))
     pooled = {row["name"]: row["metrics"] for row in report["leaderboard"]["rows"]}
     for row in fresh.rows:
