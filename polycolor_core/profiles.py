@@ -5,8 +5,8 @@
               ViT-B/32 text encoder and LPIPS required, each variant's own epoch count. A GPU job. Both CLIP and
               LPIPS weights need a download: offline, both stop at once with the fix. ``--text-encoder minilm-l6``
               is the documented switch to the packaged offline encoder (recorded as a deviation).
-- ``cpu``     tuned for 2 CPU cores (``polycolor reproduce`` in about 11 min on an AVX2-only EPYC, training two models
-              at a time, one thread each, then scoring two at a time): batch 4, precision ``auto`` (bf16 autocast only
+- ``cpu``     tuned for 2 CPU cores (``polycolor reproduce`` in 10.7 min from a fresh clone on an AVX2-only EPYC,
+              training two models at a time, one thread each, and scoring each as it is done): batch 4, precision ``auto`` (bf16 autocast only
               where the CPU has native bf16: emulated bf16 was 4.7-9.4x slower on an AVX2 EPYC), lr 1e-3, LPIPS used
               when its weights are present and otherwise dropped *and recorded*, and the SSIM and LPIPS weights ramped
               in over the first half (at full weight from step 0, m3 paints every polygon one grey-brown mean colour
@@ -15,10 +15,9 @@
               (the study's 15 epochs of 200 pairs), 72% at 32 px and the rest at 64 px, on every data family including
               the user-input ones, on canonical+xkcd+hex colours with the RGB token. **m1-m7**, the study's ablation,
               share the other half and score the models as they finish: 48 pairs per epoch (the study's 5/10/15
-              epochs: 60-180 steps), 32 px. At that
-              budget the ablation ranks architectures and loss terms coarsely; it no longer reaches the numbers of the
-              25-minute profile of stop 11 (m1-m7 canonical dE00 ~9-17 with 200 pairs per epoch). m5, twice as wide,
-              trains at lr 5e-4 (27.9 at 1e-3 -> 14.7 with 250 steps).
+              epochs: 60-180 steps), 32 px. At that budget the ablation is on its plateau (in-polygon dE00 33-51;
+              the 25-minute profile of stop 11, with 200 pairs per epoch, reached 9-23): it shows the pipeline and
+              ranks little. m5, twice as wide, trains at lr 5e-4 (27.9 at 1e-3 -> 14.7 with 250 steps).
 - ``tiny``    seconds-long runs of test-sized models, for the test suite.
 """
 
@@ -50,7 +49,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         "cpu",
-        "all eight on 2 CPU cores in about 11 min on an AVX2-only EPYC (two models at a time): m8 750 steps at 32 -> 64 px on "
+        "all eight on 2 CPU cores in 10.7 min on an AVX2-only EPYC (two models at a time): m8 750 steps at 32 -> 64 px on "
         "every family and the wide palette; m1-m7 (the study's ablation) 48 pairs per epoch at 32 px; batch 4, precision "
         "auto (bf16 only on CPUs with native bf16), lr 1e-3 (m5: 5e-4), SSIM and LPIPS ramped in over the first half, "
         "LPIPS if available",
