@@ -24,8 +24,8 @@ from .heldout import EvalData
 from .models import ModelRef
 from .schema import METRIC_KEYS, REFERENCE_NAME, LpipsInfo, ModelResult
 
-__all__ = ["OUTPUTS", "make_lpips_scorer", "score_predictions", "summarize", "row_name", "load_model", "score_output",
-           "score_outputs", "score_ref", "score_job", "score_in_workers", "score_model", "score_reference"]
+__all__ = ["OUTPUTS", "make_lpips_scorer", "score_predictions", "summarize", "row_name", "load_model", "score_outputs",
+           "score_ref", "score_job", "score_in_workers", "score_reference"]
 
 
 def make_lpips_scorer(mode: str = "auto", device: str | None = "cpu"):
@@ -171,12 +171,6 @@ def score_outputs(colorizer, base: ModelResult, data: EvalData, lpips_scorer=Non
     return rows
 
 
-def score_output(colorizer, base: ModelResult, data: EvalData, lpips_scorer=None, output: str = "raw",
-                 progress: Callable[[int, int], None] | None = None, keep_predictions: bool = True) -> ModelResult:
-    """The row for one ``output`` (:func:`score_outputs` with one entry)."""
-    return score_outputs(colorizer, base, data, lpips_scorer, (output,), progress, keep_predictions)[0]
-
-
 def score_ref(ref: ModelRef, data: EvalData, lpips_scorer=None, outputs: Sequence[str] = ("raw",), *,
               backend: str = "auto", device: str = "cpu", batch_size: int = 16, bf16: bool | None = None,
               threads: int | None = None, progress: Callable[[int, int], None] | None = None,
@@ -241,17 +235,6 @@ def score_in_workers(refs: Sequence[ModelRef], data: EvalData, lpips_mode: str, 
         futures = [pool.submit(_worker_score, r, tuple(outputs), kwargs) for r in refs]
         for fut in as_completed(futures):
             yield fut.result()
-
-
-def score_model(ref: ModelRef, data: EvalData, lpips_scorer=None, *, backend: str = "auto", device: str = "cpu",
-                batch_size: int = 16, bf16: bool | None = None, threads: int | None = None, output: str = "raw",
-                progress: Callable[[int, int], None] | None = None, keep_predictions: bool = True) -> ModelResult:
-    """Load one found model, predict every sample, score (:func:`load_model` + :func:`score_output`)."""
-    loaded = load_model(ref, backend=backend, device=device, batch_size=batch_size, bf16=bf16, threads=threads)
-    if isinstance(loaded, ModelResult):
-        return loaded
-    colorizer, base = loaded
-    return score_output(colorizer, base, data, lpips_scorer, output, progress, keep_predictions)
 
 
 def score_reference(data: EvalData, lpips_scorer=None, keep_predictions: bool = True,
