@@ -5,8 +5,8 @@ Which backend is fastest depends on the CPU, not on the code: on an AVX512-BF16 
 beat onnxruntime, on an AVX2-only one onnxruntime fp32 beat PyTorch fp32 (m8 at 112 px: 6.4 vs 4.6 img/s)
 and bf16 autocast was 5-9x slower than both. So the first ``auto`` use of a model architecture on a machine
 runs each candidate for about 1.5 s (three interleaved rounds, the best rate kept) on a batch of 8 inputs of the
-model's size and stores the rates in ``<cache>/backend_choice.json``; later uses read the stored winner and measure nothing. An explicit backend
-(``polycolor infer --backend torch``) never reads or writes the cache.
+model's size and stores the rates in ``<cache>/backend_choice.json``; later uses read the stored winner and
+measure nothing. An explicit backend (``polycolor infer --backend torch``) never reads or writes the cache.
 
 Keys:
 - machine: CPU model name, its SIMD/bf16 flags, core count, torch and onnxruntime versions, device
