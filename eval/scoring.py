@@ -186,12 +186,11 @@ def score_ref(ref: ModelRef, data: EvalData, lpips_scorer=None, outputs: Sequenc
 _WORKER: dict = {}  # per worker process: the eval data and the LPIPS scorer, built once
 
 
-def _worker_init(data: EvalData, lpips_mode: str, device: str, threads: int) -> None:
+def _worker_init(data: EvalData, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    scorer, _ = make_lpips_scorer(lpips_mode, device)
-    _WORKER.update(data=data, scorer=scorer)
+    _WORKER["pool data"] = data  # sent once per worker process, not once per model
 
 
 def score_job(ref: ModelRef, data: EvalData | dict, lpips_mode: str, outputs: Sequence[str], **kwargs
@@ -213,8 +212,8 @@ def score_job(ref: ModelRef, data: EvalData | dict, lpips_mode: str, outputs: Se
     return ref.name, score_ref(ref, data, _WORKER[key], outputs, **kwargs)
 
 
-def _worker_score(ref: ModelRef, outputs, kwargs) -> tuple[str, list[ModelResult]]:
-    return ref.name, score_ref(ref, _WORKER["data"], _WORKER["scorer"], outputs, **kwargs)
+def _worker_score(ref: ModelRef, lpips_mode: str, outputs, kwargs) -> tuple[str, list[ModelResult]]:
+    return score_job(ref, _WORKER["pool data"], lpips_mode, outputs, **kwargs)
 
 
 def score_in_workers(refs: Sequence[ModelRef], data: EvalData, lpips_mode: str, outputs: Sequence[str], jobs: int,
@@ -231,8 +230,8 @@ def score_in_workers(refs: Sequence[ModelRef], data: EvalData, lpips_mode: str, 
     kwargs = {**kwargs, "threads": threads}
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(data, lpips_mode, kwargs.get("device", "cpu"), threads)) as pool:
-        futures = [pool.submit(_worker_score, r, tuple(outputs), kwargs) for r in refs]
+                             initargs=(data, threads)) as pool:
+        futures = [pool.submit(_worker_score, r, lpips_mode, tuple(outputs), kwargs) for r in refs]
         for fut in as_completed(futures):
             yield fut.result()
 
