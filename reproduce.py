@@ -198,6 +198,8 @@ COLOUR_TABLE_LIMIT = 40  # the first 40 names of each colour set (all 8 canonica
 
 def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), models: list[str] | None = None,
                   eval_n: int | None = None, eval_size: int = 128, jobs: int | None = None) -> ReproduceResult:
+    import functools
+
     from rich.console import Console
 
     from .eval.colours import colour_table_job, merge_colour_tables
@@ -219,10 +221,9 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
     # the colour-generalisation table there too; whatever is left (one job at a time, a failed job) is scored below.
     data_args = dict(n=eval_n or prof.eval_n, size=eval_size, user_n=USER_FAMILY_N)
     outputs = ("raw", "composite")
+    colours_of = functools.partial(colour_table_job, threads=1, n_hex=32, limit=COLOUR_TABLE_LIMIT)  # [paths] -> table
 
     def followups(name: str) -> dict:
-        import functools
-
         from .eval.models import resolve_models
         from .eval.scoring import score_job
 
@@ -230,7 +231,7 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
         score = functools.partial(score_job, backend="torch", threads=1)  # one thread per worker, like training
         jobs_for = {("score", name): (score, (ref, data_args, "auto", outputs))} if ref.found else {}
         if ref.found and wide_palette_models(runs, [name]):
-            jobs_for[("colours", name)] = (colour_table_job, ([str(runs / name)], 1, 32, COLOUR_TABLE_LIMIT))
+            jobs_for[("colours", name)] = (colours_of, ([str(runs / name)],))
         return jobs_for
 
     trained, skipped, train_seconds, extra = train_all(models, profile, runs, jobs, followups)
@@ -244,7 +245,7 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
     tables = [v for k, v in extra.items() if k[0] == "colours"]
     left = [m for m in wide_palette_models(runs, models) if ("colours", m) not in extra]
     if left:
-        tables.append(colour_table_job([str(runs / m) for m in left], 1, 32, COLOUR_TABLE_LIMIT))
+        tables.append(colours_of([str(runs / m) for m in left]))
     colour_generalisation = merge_colour_tables(tables)
     written = write_outputs(board, out_dir=out, by_family=True)
     render_terminal(board, console, by_family=True, written=written)
