@@ -10,8 +10,10 @@ lines, replaces paper texture and squashes non-square images), :func:`composite`
    flood from the image border over non-ink pixels is the outside; the enclosed non-ink regions that the model
    mask covers by at least half are selected, and the fill is the connected part of "not outside" holding them
    (interior *and* outline, as in the original data). Blobs the model painted past the outline lie outside and
-   are dropped. If no enclosed region is covered (an open outline) or the snapped region disagrees with the
-   model mask (IoU < ``min_iou``), the upsampled model mask is used as it is;
+   are dropped. If no interior is covered but the model painted most of its fill on one polygon's outline (a
+   weak model on a dark noisy background colours the light line and leaves the inside), that polygon is taken.
+   If no enclosed region is covered (an open outline) or the snapped region disagrees with the model mask
+   (IoU < ``min_iou``), the upsampled model mask is used as it is;
 3. paints that mask with the fill colour (median of the model's clearly changed pixels inside its mask) and
    copies every other pixel of the original, bit for bit.
 
@@ -31,7 +33,7 @@ from PIL import Image
 from .imageio import resize_image
 
 __all__ = ["Letterbox", "letterbox", "unletterbox", "border_colour", "model_mask", "ink_mask", "snap_to_outline",
-           "fill_mask", "composite", "paint", "Composite", "FillMask", "OUTPUTS", "check_output", "finish"]
+           "fill_mask", "composite", "paint", "Composite", "FillMask", "Snap", "OUTPUTS", "check_output", "finish"]
 
 
 # --------------------------------------------------------------------------------------------- letterbox
@@ -197,14 +199,25 @@ def ink_mask(img: np.ndarray, tol: float = 48.0, noise_k: float = 1.25, clean_no
     return _ink(img, tol, noise_k, clean_noise, speck_px)[0]
 
 
+class Snap(NamedTuple):
+    region: np.ndarray  # bool [H,W]: a polygon, interior + outline
+    how: str  # "covered": the seed covers its interior; "outline": the seed lies on it and traces its outline
+
+
 def snap_to_outline(img: np.ndarray, seed: np.ndarray, cover: float = 0.5, peel: int = 3,
-                    peel_frac: float = 0.5) -> np.ndarray | None:
+                    peel_frac: float = 0.5, inside_share: float = 0.5, trace: float = 0.3) -> Snap | None:
     """The polygon (interior + outline) the full-resolution ``seed`` mask points at, or None.
 
     ``img`` uint8 ``[H,W,3]``, ``seed`` bool ``[H,W]`` (the upsampled model mask). Enclosed non-ink regions
     (4-connected, not touching the border) covered by ``seed`` for at least ``cover`` of their area are
     selected (if none is, the best-covered one when covered by at least ``cover / 2``); the result is the
-    8-connected part of "not reached from the border" containing them. Its outer
+    8-connected part of "not reached from the border" containing them (``how="covered"``).
+
+    If no interior is covered, the model may have painted the outline and left the inside: on a dark noisy
+    background m8 colours the light line it sees (a ring a few px wide) and keeps the interior's noise, so the
+    seed covers under a tenth of a large polygon's interior. Then the polygon holding at least ``inside_share``
+    of the seed, whose ink the seed (grown by 2 px) traces for at least ``trace`` of its pixels, is the one it
+    points at (``how="outline"``); a blob inside a large frame does not trace the frame, so it is not taken. Its outer
     fringe is then peeled (up to ``peel`` px deep) of weak ink - pixels less than ``peel_frac`` of the way from
     the background to the ink (anti-aliasing coverage < 1/2, JPEG ringing) - so those keep the input.
     """
@@ -223,13 +236,24 @@ def snap_to_outline(img: np.ndarray, seed: np.ndarray, cover: float = 0.5, peel:
     chosen = frac >= cover
     if not chosen.any():  # a small polygon the model only half found: its best-covered enclosed region
         best = int(frac.argmax())
-        if frac[best] < cover / 2:
-            return None
-        chosen[best] = True
+        if frac[best] >= cover / 2:
+            chosen[best] = True
     outside = np.isin(free, edge[edge > 0])
     inside, m = ndimage.label(~outside, structure=np.ones((3, 3), bool))
-    keep = np.unique(inside[chosen[free]])
-    keep = keep[keep > 0]
+    how = "covered"
+    if chosen.any():
+        keep = np.unique(inside[chosen[free]])
+        keep = keep[keep > 0]
+    else:  # the outline-only case (docstring): the polygon the seed lies on and traces
+        share = np.bincount(inside[seed], minlength=m + 1)
+        share[0] = 0
+        best = int(share.argmax())
+        line = ink & (inside == best)
+        near = ndimage.binary_dilation(seed, iterations=2)
+        if best == 0 or share[best] < inside_share * int(seed.sum()) or not line.any() \
+                or int((near & line).sum()) < trace * int(line.sum()):
+            return None
+        keep, how = np.array([best]), "outline"
     region = np.isin(inside, keep)
     if peel > 0 and not noisy and ink.any():
         weak = region & ink & (dist < peel_frac * float(np.percentile(dist[ink & region], 90)))
@@ -242,7 +266,7 @@ def snap_to_outline(img: np.ndarray, seed: np.ndarray, cover: float = 0.5, peel:
                 region &= ~drop
                 weak &= ~drop
                 out |= drop
-    return region
+    return Snap(region, how)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -253,7 +277,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 class FillMask(NamedTuple):
     mask: np.ndarray  # bool [H,W]
     colour: tuple[int, int, int] | None  # None: the model filled nothing
-    method: str  # "snapped" | "model" (upsampled model mask) | "empty"
+    method: str  # "snapped" | "outline" (snapped to the outline the model traced) | "model" (its mask) | "empty"
 
 
 def fill_mask(input_full: np.ndarray, pred: np.ndarray, transform: Letterbox | None = None,
@@ -289,9 +313,11 @@ def fill_mask(input_full: np.ndarray, pred: np.ndarray, transform: Letterbox | N
     if colour is None or not seed.any():
         return FillMask(np.zeros((h, w), bool), None, "empty")
     if snap:
-        region = snap_to_outline(input_full, seed)
-        if region is not None and _iou(region, seed) >= min_iou:
-            return FillMask(region, colour, "snapped")
+        snapped = snap_to_outline(input_full, seed)
+        if snapped is not None and snapped.how == "outline":
+            return FillMask(snapped.region, colour, "outline")
+        if snapped is not None and _iou(snapped.region, seed) >= min_iou:
+            return FillMask(snapped.region, colour, "snapped")
     return FillMask(seed, colour, "model")
 
 

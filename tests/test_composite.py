@@ -124,6 +124,38 @@ def test_noisy_blobby_prediction_still_gives_the_true_polygon():
     assert np.array_equal(out[~mask], inp[~mask])
 
 
+@pytest.mark.parametrize("family, seed", [("dark", 6), ("dark", 2), ("canonical", 3)])  # large polygons
+def test_a_prediction_that_paints_only_the_outline_snaps_to_its_polygon(family, seed):
+    from scipy import ndimage
+
+    # A weak model on a dark noisy background colours the light line it sees and leaves the interior's noise:
+    # a ring a few px wide that covers little of a large polygon's inside.
+    s = make_sample(np.random.default_rng(seed), family, 128)
+    li, lt, t = _perfect(s.input, s.target, 64)
+    true_s = (li != lt).any(-1)
+    ring = true_s & ~ndimage.binary_erosion(true_s, iterations=2)
+    ring[:, int(np.nonzero(true_s)[1].mean()) + np.arange(-1, 2)] = False  # broken, so filling its holes fails
+    assert ring.sum() < 0.3 * true_s.sum()
+    pred = li.copy()
+    pred[ring] = lt[true_s][0]
+    fm = fill_mask(s.input, pred, t, li)
+    assert fm.method == "outline"
+    assert _iou(fm.mask, _true(s.input, s.target)) == 1.0
+
+
+def test_a_blob_inside_a_large_polygon_is_not_taken_for_its_outline():
+    inp, tgt = fam.render(_drawing(256, 256, width=3.0))
+    li, lt, t = _perfect(inp, tgt)
+    true_s = (li != lt).any(-1)
+    ys, xs = np.nonzero(true_s)
+    yy, xx = np.ogrid[:S, :S]
+    blob = (yy - int(ys.mean())) ** 2 + (xx - int(xs.mean())) ** 2 < 49  # well inside, far from the outline
+    pred = li.copy()
+    pred[blob] = (255, 0, 0)
+    fm = fill_mask(inp, pred, t, li)
+    assert fm.method == "model" and fm.mask.sum() < 0.2 * _true(inp, tgt).sum()
+
+
 def test_open_outline_falls_back_to_the_model_mask():
     inp, tgt = fam.render(_drawing(256, 256, width=3.0))
     inp[:, 120:136] = 255  # cut the outline: a flood from outside now reaches the interior
