@@ -108,8 +108,9 @@ def _setting_notes(t: dict, has_ssim: bool = True, precision: str | None = None,
         why = " (chosen by precision 'auto': this hardware has native bf16)" if t.get("precision") == "auto" else ""
         notes.append(f"{precision} autocast in training{why} (the study: {study.get('precision', 'fp32')}).")
     if t.get("conditioning", "text") != study.get("conditioning", "text"):
-        notes.append(f"conditioning {t['conditioning']}: the text embedding plus one token of the resolved RGB (the "
-                     "study: the text embedding only); it measured best on held-out colour names and hex codes.")
+        film = " that also scales and shifts every UNet block (FiLM)" if t["conditioning"] == "text+rgb+film" else ""
+        notes.append(f"conditioning {t['conditioning']}: the text embedding plus one token of the resolved RGB{film} "
+                     "(the study: the text embedding only); it measured best on held-out colour names and hex codes.")
     if t.get("colours"):
         notes.append(f"training palette {t['colours']} (the study: its 8 colour names); held-out names are never "
                      "drawn.")

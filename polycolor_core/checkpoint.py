@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .conditioning import load_token_weights, token_weights
+from .conditioning import load_token_weights, model_conditioning, token_weights
 from .model import PolyColorNet, create_model, unet_config
 from .modelinfo import CHECKPOINT_FORMAT as FORMAT
 from .modelinfo import CHECKPOINT_FORMAT_VERSION as FORMAT_VERSION
@@ -91,7 +91,7 @@ def build_meta(model: PolyColorNet, text_encoder: TextEncoderSpec, image_size: i
         "format_version": FORMAT_VERSION,
         **shared,
         "variant": model.variant.to_dict(),
-        "unet_config": unet_config(model.variant, model.cross_attention_dim),
+        "unet_config": unet_config(model.variant, model.cross_attention_dim, model_conditioning(model)),
         **extra,
     }
 
@@ -177,9 +177,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     from safetensors.torch import load_file
 
     d = checkpoint_dir(path)
-    meta = ModelInfo.read(d).meta
+    info = ModelInfo.read(d)
+    meta = info.meta
     variant = Variant.from_dict(meta["variant"])
-    model = create_model(variant, int(meta["text_encoder"]["dim"]))
+    model = create_model(variant, int(meta["text_encoder"]["dim"]), conditioning=info.conditioning)
     wfile = d / WEIGHTS
     if not wfile.exists():
         raise CheckpointError(f"{d} has {CONFIG} but no {WEIGHTS}; the checkpoint is incomplete")

@@ -4,21 +4,30 @@
 ``conditioning="text+rgb"``: when a colour name resolves (``colours.resolve_colour``: canonical, CSS, XKCD, and
 every ``#rrggbb``), its RGB goes through fixed Fourier features of RGB and CIE-LAB and one ``Linear`` to a
 token of the text width, appended to the sequence: [B, L+1, D]. A name that does not resolve gets a learned
-"unknown" token instead, so the sequence length is the same for every prompt. The UNet itself is unchanged
-(cross-attention takes any sequence length); only this small projection (``ColourToken``, ~(F+1)*D + D
-parameters) is added, and it is saved in the checkpoint next to the UNet weights under ``colour_token.*``.
+"unknown" token instead, so the sequence length is the same for every prompt. Only this small projection
+(``ColourToken``, ~(F+1)*D + D parameters) is added, saved in the checkpoint next to the UNet weights under
+``colour_token.*``.
+``conditioning="text+rgb+film"`` (the default for new training): the same token, and the UNet also scales and
+shifts every ResNet block by it (FiLM through the UNet's own class embedding: ``model.FILM``). Cross-attention
+alone reaches only the two lower levels; the full-resolution level, where the fill is painted, has none.
 
-Why, measured (issue 16): the same m8 run (750 steps of 4 at 32 -> 64 px, canonical+xkcd+hex palette, MiniLM, one
-2-core AVX2 CPU), mean in-polygon CIEDE2000 of the composite on canonical / held-out CSS / held-out XKCD / random
-hex (``python -m polycolor.eval.colours``):
+Why, measured (issue 16): the cpu profile's m8 (750 steps of 4 at 32 -> 64 px, canonical+xkcd+hex palette, every
+data family, MiniLM, one core of a 2-core AVX2 EPYC each), mean in-polygon CIEDE2000 of the composite on
+canonical / held-out CSS / held-out XKCD / random hex (``python -m polycolor.eval.colours``):
 
-    (a) text, the bare name                          5.0 / 29.1 / 26.7 / 33.8
-    (b) text, template "a polygon filled with {}"    5.0 / 29.1 / 32.7 / 33.2   (``--prompt-template sentence``)
-    (c) text+rgb, the bare name                      1.2 / 15.2 / 13.8 / 11.5
+    text+rgb, Fourier features up to 2^5 pi                        0.8 / 12.3 / 10.7 / 9.2
+    text+rgb, the token also added to every block (no scale)       0.5 /  6.3 /  7.6 / 7.0
+    text+rgb+film, features up to 2^5 pi                           0.2 /  4.7 /  5.4 / 5.2
+    text+rgb+film, up to 2^2 pi                                    0.2 /  3.4 /  3.0 / 2.9
+    text+rgb+film, pi only (``N_FREQ = 1``: kept)                  0.4 /  2.6 /  2.3 / 2.0
 
-so ``text+rgb`` is the default for new training (``TrainConfig.conditioning``); the study's profile and the cpu
-profile's ablation keep ``text``. A template only dilutes the colour word: with it the nearest-trained-name
-reference goes from dE00 18.6 to 32.6 on XKCD.
+FiLM also let m8 learn the dark noisy family in this budget (composite dE00 1.34, IoU 1.000, against 52.7 /
+0.23 without it). Smooth features generalise to unseen colours: high frequencies let the projection fit the
+training colours without learning the colour space between them. On a shorter schedule (32 -> 64 px at 85%),
+text-only conditioning measured 5.0 / 29.1 / 26.7 / 33.8 with the bare name and 5.0 / 29.1 / 32.7 / 33.2 with
+the template "a polygon filled with {}" (``--prompt-template sentence``): a template only dilutes the colour
+word (the nearest-trained-name reference goes from 18.6 to 32.6 on XKCD). The study's profile and the cpu
+profile's ablation keep ``text``.
 
 ``colour_token_numpy(weights, names)`` is the same projection in numpy (from the safetensors tensors), so an
 ONNX export can build the full [N, L+1, D] conditioning without torch.
@@ -33,14 +42,14 @@ import torch
 from torch import nn
 
 from .colours import UnknownColourError, resolve_colour
-from .palettes import CONDITIONINGS
+from .palettes import CONDITIONINGS, uses_rgb
 
 __all__ = ["CONDITIONINGS", "TOKEN_PREFIX", "ColourToken", "resolve_rgbs", "fourier_features", "attach_colour_token",
            "condition", "token_weights", "load_token_weights", "colour_token_numpy", "model_conditioning",
            "TOKEN_FILE", "read_token_weights", "colour_token_source"]
 
 TOKEN_PREFIX = "colour_token."
-N_FREQ = 6  # sin/cos at 2^0..2^5 * pi of each of the 6 channels (RGB 0..1, LAB scaled to about 0..1)
+N_FREQ = 1  # sin/cos at 2^0..2^(N-1) * pi of each of the 6 channels (RGB 0..1, LAB scaled to about 0..1)
 
 
 def resolve_rgbs(names) -> tuple[np.ndarray, np.ndarray]:
@@ -100,15 +109,18 @@ class ColourToken(nn.Module):
 
 
 def model_conditioning(model) -> str:
-    """'text+rgb' when ``model`` (a PolyColorNet) carries a ``ColourToken``, else 'text'."""
-    return "text+rgb" if getattr(model, "colour_token", None) is not None else "text"
+    """What ``model`` (a PolyColorNet) is conditioned on: 'text+rgb+film' (the token also modulates every block),
+    'text+rgb' (it carries a ``ColourToken``) or 'text'."""
+    if getattr(model, "colour_token", None) is None:
+        return "text"
+    return "text+rgb+film" if getattr(model, "film", False) else "text+rgb"
 
 
 def attach_colour_token(model, conditioning: str):
     """Give ``model`` its ``colour_token`` submodule for ``conditioning`` (before the optimiser is built)."""
     if conditioning not in CONDITIONINGS:
         raise ValueError(f"unknown conditioning {conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
-    if conditioning == "text+rgb" and getattr(model, "colour_token", None) is None:
+    if uses_rgb(conditioning) and getattr(model, "colour_token", None) is None:
         p = next(model.parameters())
         model.colour_token = ColourToken(int(model.cross_attention_dim)).to(p.device)
     return model
@@ -135,7 +147,9 @@ def load_token_weights(model, weights: dict) -> dict:
     own = {k[len(TOKEN_PREFIX):]: v for k, v in weights.items() if k.startswith(TOKEN_PREFIX)}
     rest = {k: v for k, v in weights.items() if not k.startswith(TOKEN_PREFIX)}
     if own:
-        attach_colour_token(model, "text+rgb")
+        if getattr(model, "colour_token", None) is None:  # its width and frequencies from the saved projection
+            d, f = own["proj.weight"].shape  # [D, 6 + 12 * n_freq]
+            model.colour_token = ColourToken(int(d), (int(f) - 6) // 12)
         model.colour_token.load_state_dict(own)
     return rest
 
@@ -172,7 +186,7 @@ def colour_token_source(info):
     """
     import functools
 
-    if getattr(info, "conditioning", "text") != "text+rgb":
+    if not uses_rgb(getattr(info, "conditioning", "text")):
         return None
     f = info.path / ("model.safetensors" if info.kind == "checkpoint" else TOKEN_FILE)
     weights = read_token_weights(f) if f.is_file() else {}

@@ -197,7 +197,7 @@ class ModelInfo:
     source: Path | None  # checkpoint: its folder; export: the checkpoint it was exported from (may be gone)
     package_version: str
     meta: dict = field(default_factory=dict, repr=False, compare=False)
-    conditioning: str = "text"  # "text" | "text+rgb" (issue 16: the resolved RGB as one extra token)
+    conditioning: str = "text"  # "text" | "text+rgb" | "text+rgb+film" (issue 16: conditioning.py)
     colours: str = ""  # the training palette spec (palettes.py), "" = the data spec's colours
     prompt_template: str = "{}"  # how a colour name was put to the text encoder in training ("{}" = the bare name)
 

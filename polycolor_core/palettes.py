@@ -38,7 +38,12 @@ __all__ = ["PALETTE_PARTS", "CONDITIONINGS", "HELDOUT_PERCENT", "HEX_EVAL_MODULU
            "xkcd_table", "PaletteDataset", "HEX_ENTRY", "recorded_palette", "covers", "palette_warning"]
 
 PALETTE_PARTS = ("canonical", "css", "xkcd", "hex")
-CONDITIONINGS = ("text", "text+rgb")  # see conditioning.py (kept here, torch-free, for TrainConfig and ModelInfo)
+def uses_rgb(conditioning: str) -> bool:
+    """Whether ``conditioning`` gives the UNet the resolved RGB (every conditioning but the study's "text")."""
+    return conditioning.startswith("text+rgb")
+
+
+CONDITIONINGS = ("text", "text+rgb", "text+rgb+film")  # see conditioning.py (kept here, torch-free, for TrainConfig and ModelInfo)
 HELDOUT_PERCENT = 20
 HEX_EVAL_MODULUS = 8
 _SALT = b"polycolor-heldout:"
@@ -239,9 +244,9 @@ def palette_warning(info, names) -> str | None:
     are reported too: the model has not been shown those names (the generalisation table measures how it does).
     """
     pal = tuple(getattr(info, "palette", ()) or CANONICAL_COLOURS)
-    # A text+rgb model trained on random hex codes paints any colour that resolves from its exact RGB (measured on
+    # A text+rgb(+film) model trained on random hex codes paints any colour that resolves from its exact RGB (measured on
     # the held-out names and evaluation codes): only names that do not resolve are outside what it was shown.
-    rgb_any = getattr(info, "conditioning", "text") == "text+rgb" and HEX_ENTRY in pal
+    rgb_any = uses_rgb(getattr(info, "conditioning", "text")) and HEX_ENTRY in pal
     outside = list(dict.fromkeys(str(n) for n in names if not covers(pal, n) and not (rgb_any and _resolves(n))))
     if not outside:
         return None

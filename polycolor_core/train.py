@@ -208,7 +208,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     # Re-seed right before the weights are drawn: building LPIPS (or not, offline) consumes the global RNG, and
     # the initial weights must not depend on whether its backbone happened to load.
     torch.manual_seed(cfg.seed)
-    model = attach_colour_token(create_model(variant, encoder.spec.dim), cfg.conditioning).to(device)  # text+rgb
+    model = create_model(variant, encoder.spec.dim, conditioning=cfg.conditioning)  # text+rgb+film: with FiLM
+    model = attach_colour_token(model, cfg.conditioning).to(device)  # text+rgb(+film): the RGB token
     # channels_last lets oneDNN/cuDNN pick their fast bf16 convolution kernels (~1.6x on this CPU)
     memory_format = torch.channels_last if bf16 else torch.contiguous_format
     model = model.to(memory_format=memory_format)

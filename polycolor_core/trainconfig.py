@@ -97,12 +97,15 @@ class TrainConfig:
                             "canonical+xkcd+hex; each part is a fixed share of the draws, held-out names are never "
                             "drawn. '' = the data spec's colours (the study's 8 unless ?colours= names others).",
                         metavar="PARTS")
-    # The default for new training is what measured best (issue 16; m8, 750 steps, canonical+xkcd+hex, mean fill
-    # dE00 on held-out XKCD names / random hex codes): text+rgb 13.8 / 11.5, the bare name 26.7 / 33.8, the prompt
-    # template "a polygon filled with {}" 32.7 / 33.2. The study's profile (report) and its ablation keep text.
-    conditioning: str = _opt("text+rgb", "text+rgb (the text embedding plus one learned token of the resolved RGB: "
-                                         "exact colours for any name that resolves and every hex code; measured best) "
-                                         "or text (the study's: the text embedding only).", choices=CONDITIONINGS)
+    # The default for new training is what measured best (issue 16, conditioning.py; the cpu profile's m8, mean fill
+    # dE00 on held-out XKCD names / random hex codes): text+rgb+film 5.4 / 5.2, text+rgb 10.7 / 9.2, and on a
+    # shorter schedule the bare name 26.7 / 33.8, the template "a polygon filled with {}" 32.7 / 33.2. The study's
+    # profile (report) and its ablation keep text.
+    conditioning: str = _opt("text+rgb+film", "text+rgb+film (the text embedding plus one learned token of the "
+                                              "resolved RGB, which also scales and shifts every UNet block: exact "
+                                              "colours for any name that resolves and every hex code; measured best), "
+                                              "text+rgb (the token in cross-attention only) or text (the study's: the "
+                                              "text embedding only).", choices=CONDITIONINGS)
     prompt_template: str = _opt("{}", "How a colour name is put to the text encoder: {} = the bare name (the study's), "
                                       "sentence = 'a polygon filled with {}', or any text with one {}.",
                                 metavar="TEMPLATE")

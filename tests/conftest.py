@@ -50,7 +50,7 @@ def make_checkpoint(dest: Path, variant=None, spec=None, seed: int = 0, image_si
     variant = variant or get_variant("m1").tiny()
     spec = spec or TinyRandomTextEncoder().spec
     torch.manual_seed(seed)
-    model = create_model(variant, spec.dim)
+    model = create_model(variant, spec.dim, conditioning=(meta.get("train_config") or {}).get("conditioning", "text"))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)

@@ -8,6 +8,7 @@ from polycolor.polycolor_core.conditioning import (ColourToken, attach_colour_to
                                                    fourier_features, load_token_weights, model_conditioning,
                                                    resolve_rgbs, token_weights)
 from polycolor.polycolor_core.model import create_model
+from polycolor.polycolor_core.modelinfo import ModelInfo
 from polycolor.polycolor_core.variants import get_variant
 
 
@@ -22,9 +23,14 @@ def test_resolve_rgbs_marks_unknown_names():
     assert np.allclose(rgb[1], [0, 1, 128 / 255]) and np.allclose(rgb[3], 0)
 
 
-def test_fourier_features_separate_close_colours():
-    f = fourier_features(np.array([[0.5, 0.5, 0.5], [0.52, 0.5, 0.5]], np.float32))
-    assert f.shape == (2, 6 + 12 * 6) and np.abs(f[0] - f[1]).max() > 0.1
+def test_fourier_features_are_smooth_in_colour():
+    from polycolor.polycolor_core.conditioning import N_FREQ
+
+    f = fourier_features(np.array([[0.5, 0.5, 0.5], [0.52, 0.5, 0.5], [0.9, 0.5, 0.5]], np.float32))
+    assert f.shape == (3, 6 + 12 * N_FREQ) and np.allclose(f[0, :3], [0.5, 0.5, 0.5])
+    near, far = np.linalg.norm(f[0] - f[1]), np.linalg.norm(f[0] - f[2])
+    assert 0 < near < far / 5  # close colours get close features: what lets the token generalise to unseen ones
+    assert fourier_features(np.zeros((1, 3), np.float32), 3).shape == (1, 6 + 36)
 
 
 def test_text_model_is_unchanged_and_rgb_model_appends_one_token():
@@ -50,6 +56,24 @@ def test_token_gets_gradients_from_the_unet_loss():
     assert model.colour_token.proj.weight.grad is not None and model.colour_token.proj.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("conditioning", ["text+rgb", "text+rgb+film"])
+def test_film_lets_the_colour_reach_the_top_level_that_has_no_cross_attention(conditioning):
+    torch.manual_seed(0)
+    model = attach_colour_token(create_model(get_variant("m1").tiny(), 32, conditioning=conditioning), conditioning)
+    assert model_conditioning(model) == conditioning
+    seen = []
+    model.unet.down_blocks[0].register_forward_hook(lambda m, i, out: seen.append(out[0].detach()))  # DownBlock2D
+    x, text = torch.rand(1, 3, 32, 32), torch.randn(1, 8, 32)
+    with torch.no_grad():
+        for name in ("red", "#2040f0"):  # the same text embedding, a different RGB token
+            model(x, condition(model, text, [name]))
+    changed = not torch.allclose(seen[0], seen[1])
+    assert changed == (conditioning == "text+rgb+film")  # FiLM scales and shifts every ResNet block by the colour
+    if conditioning == "text+rgb+film":
+        assert model.unet.config.class_embed_type == "projection"
+        assert model.unet.config.resnet_time_scale_shift == "scale_shift"
+
+
 def test_numpy_twin_matches_torch():
     tok = ColourToken(32)
     holder = type("M", (), {"colour_token": tok})()
@@ -70,6 +94,18 @@ def test_token_weights_round_trip_into_a_fresh_model():
     assert model_conditioning(fresh) == "text+rgb"
     assert torch.equal(fresh.colour_token.unknown, model.colour_token.unknown)
     assert load_token_weights(_tiny(), dict(model.unet.state_dict())).keys() == rest.keys()
+
+
+def test_a_token_saved_with_other_frequencies_loads_as_it_was_saved():
+    # checkpoints from before N_FREQ = 1 hold a [D, 6 + 12*6] projection: the loader reads the shape, not the default
+    model = _tiny()
+    model.colour_token = ColourToken(32, n_freq=6)
+    saved = {**dict(model.unet.state_dict()), **token_weights(model)}
+    fresh = _tiny()
+    load_token_weights(fresh, saved)
+    assert fresh.colour_token.n_freq == 6
+    with torch.no_grad():
+        assert torch.equal(fresh.colour_token(["teal", "#123456"]), model.colour_token(["teal", "#123456"]))
 
 
 def test_training_batches_never_hold_a_heldout_name(tmp_path):
@@ -129,16 +165,16 @@ def test_palette_warning_names_the_palette():
 WIDE = "canonical+xkcd+hex"
 
 
-@pytest.fixture(scope="module")
-def rgb_checkpoint(tmp_path_factory, checkpoint_factory):
+@pytest.fixture(scope="module", params=["text+rgb", "text+rgb+film"])
+def rgb_checkpoint(request, tmp_path_factory, checkpoint_factory):
     from polycolor.polycolor_core.palettes import recorded_palette
 
     def edit(model):
-        attach_colour_token(model, "text+rgb")
+        attach_colour_token(model, request.param)
         model.colour_token.proj.weight.normal_(0, 1.0)  # a token that matters for the output
 
     return checkpoint_factory(tmp_path_factory.mktemp("rgb") / "ck", edit=edit, palette=recorded_palette(WIDE),
-                              train_config={"variant": "m1", "colours": WIDE, "conditioning": "text+rgb"})
+                              train_config={"variant": "m1", "colours": WIDE, "conditioning": request.param})
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +196,8 @@ def test_colorizer_appends_the_token_and_warns_outside_the_palette(rgb_checkpoin
     from polycolor.export.colorizer import Colorizer
 
     col = Colorizer.from_pretrained(rgb_checkpoint, backend="torch", precision="fp32")
-    assert col.info.conditioning == "text+rgb" and col.token is not None
+    assert col.info.conditioning.startswith("text+rgb") and col.token is not None
+    assert col.info.conditioning == model_conditioning(col.backend.model)  # rebuilt as it was trained
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any resolvable name or code: no warning for this model
         a, b = col([_polygon(), _polygon()], ["#ff0000", "#0000ff"], output="raw")
@@ -186,7 +223,7 @@ def test_onnx_export_carries_the_token_and_a_table_only_export_refuses_unknown_n
     assert (out / "colour_token.safetensors").is_file()
     onnx = Colorizer.from_pretrained(out, backend="onnx")
     torch_col = Colorizer.from_pretrained(rgb_checkpoint, backend="torch", precision="fp32")
-    assert onnx.info.conditioning == "text+rgb"
+    assert onnx.info.conditioning == ModelInfo.read(rgb_checkpoint).conditioning
     x = _polygon()
     got = onnx([x], "red", output="raw")[0].astype(int)
     ref = torch_col([x], "red", output="raw")[0].astype(int)
@@ -314,10 +351,10 @@ def test_onnx_colour_table_holds_the_templated_embeddings(tmp_path, checkpoint_f
     assert not np.allclose(table["red"], enc.encode(["red"]).numpy()[0])
 
 
-def test_new_training_defaults_to_text_plus_rgb_and_the_study_keeps_text():
+def test_new_training_defaults_to_film_and_the_study_keeps_text():
     from polycolor.polycolor_core.trainconfig import TrainConfig, config_from_profile
 
-    assert TrainConfig(variant="m8").conditioning == "text+rgb"  # what measured best (issue 16)
+    assert TrainConfig(variant="m8").conditioning == "text+rgb+film"  # what measured best (issue 16)
     assert all(config_from_profile(m, "report").conditioning == "text" for m in ("m1", "m5", "m8"))  # the study
     assert config_from_profile("m3", "cpu").conditioning == "text"  # the cpu profile's ablation is the study's
-    assert config_from_profile("m8", "cpu").conditioning == "text+rgb"  # the everyday model
+    assert config_from_profile("m8", "cpu").conditioning == "text+rgb+film"  # the everyday model

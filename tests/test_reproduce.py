@@ -18,7 +18,7 @@ def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
     # m4 is already trained, on the wide palette like the cpu profile's m8: reproduce keeps it, scores it and
     # computes its colour table in the worker pool while m1 and m2 train
     train(config_from_profile("m4", "tiny", out=str(out / "runs" / "m4"), colours="canonical+xkcd+hex",
-                              conditioning="text+rgb"), progress=False)
+                              conditioning="text+rgb+film"), progress=False)
     r = rep.run_reproduce("tiny", out, ["m1", "m2", "m4"], eval_n=8, eval_size=64, jobs=2)  # two worker processes
     assert r.complete and r.trained == ["m1", "m2"] and r.skipped == ["m4"]
     assert (out / "runs" / "m1" / "train.log").is_file()  # each worker's prints are kept in its run folder
