@@ -253,12 +253,17 @@ def infer(model: Path, data_path: Path, out: Path, colour, backend, device, prec
 @click.option("--models", default="m1..m8", show_default=True, help="Which variants: m1..m8, m2,m4,m8 ...")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Models trained at once, each in its own process [default: one per CPU core on CPU, 1 on a GPU].")
+@click.option("--text-encoder", default=None, metavar="NAME[:PATH]",
+              help="Every model's text encoder instead of the profile's, e.g. minilm-l6 (ships with the package: "
+                   "the report profile offline) or clip-vit-b32:/path/to/clip; the report states it as a deviation.")
 @click.option("--list-profiles", is_flag=True, help="Describe the profiles and exit.")
-def reproduce(profile: str, out: Path | None, models: str, jobs: int | None, list_profiles: bool) -> None:
+def reproduce(profile: str, out: Path | None, models: str, jobs: int | None, text_encoder: str | None,
+              list_profiles: bool) -> None:
     """Train every variant without a finished checkpoint (resuming unfinished ones), rank them on held-out
     shapes and write OUT/report.md with plots and sample grids. Rerun to continue after an interruption.
 
-    Example: polycolor reproduce --profile cpu
+    Examples: polycolor reproduce --profile cpu;
+    polycolor reproduce --profile report --text-encoder minilm-l6 (the study's schedule offline, e.g. on a GPU)
     """
     from .polycolor_core.profiles import PROFILES
 
@@ -280,7 +285,8 @@ def reproduce(profile: str, out: Path | None, models: str, jobs: int | None, lis
 
     try:
         names = [str(m) for m in parse_models(models)]
-        result = run_reproduce(profile=profile, out=out or Path(f"reproduce-{profile}"), models=names, jobs=jobs)
+        result = run_reproduce(profile=profile, out=out or Path(f"reproduce-{profile}"), models=names, jobs=jobs,
+                               text_encoder=text_encoder)
     except ValueError as exc:
         _fail(str(exc), 2)
     sys.exit(0 if result.complete else 1)

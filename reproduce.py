@@ -34,15 +34,16 @@ class ReproduceResult:
     seconds: float = 0.0
 
 
-def train_all(models: list[str], profile: str, runs: Path, jobs: int | None = None, followups=None
-              ) -> tuple[list[str], list[str], dict[str, float], dict]:
+def train_all(models: list[str], profile: str, runs: Path, jobs: int | None = None, followups=None,
+              overrides: dict | None = None) -> tuple[list[str], list[str], dict[str, float], dict]:
     """Train the variants without a finished run; one overall bar plus a bar per model in training.
 
     ``jobs`` models train at once in worker processes (None = auto, see ``plan_jobs``); 1 trains them one after
     another in this process. ``followups(name) -> {key: (fn, args)}``: work to run in the same worker pool as soon
     as model ``name`` is trained (or at once for a finished one): ``polycolor reproduce`` scores each model there,
     so the cores that finish the short ablation models score them while m8 still trains. Returns (trained,
-    skipped, seconds per model, {key: result} of the followups; empty when ``jobs`` is 1).
+    skipped, seconds per model, {key: result} of the followups; empty when ``jobs`` is 1). ``overrides``:
+    TrainConfig fields set for every model on top of the profile (``--text-encoder``).
     """
     todo = [m for m in models if not is_finished(runs / m)]
     skipped = [m for m in models if m not in todo]
@@ -55,18 +56,18 @@ def train_all(models: list[str], profile: str, runs: Path, jobs: int | None = No
                                     info=f"models, {jobs} at a time" if jobs > 1 else "models")
         if jobs <= 1:
             for name in todo:
-                seconds[name] = _train_one(name, profile, runs / name, progress)
+                seconds[name] = _train_one(name, profile, runs / name, progress, overrides)
                 progress.advance(overall)
         else:
             seconds, extra = _train_in_workers(todo, skipped, profile, runs, jobs, threads, progress, overall,
-                                               followups)
+                                               followups, overrides)
     return [m for m in todo if m in seconds], skipped, seconds, extra
 
 
-def _train_one(name: str, profile: str, run: Path, progress) -> float:
-    """Train (or resume) one model with the profile's settings; returns its wall seconds."""
+def _train_one(name: str, profile: str, run: Path, progress, overrides: dict | None = None) -> float:
+    """Train (or resume) one model with the profile's settings (and ``overrides``); returns its wall seconds."""
     t0 = time.perf_counter()
-    train(config_from_profile(name, profile, out=str(run)), resume=True, progress=progress)
+    train(config_from_profile(name, profile, out=str(run), **(overrides or {})), resume=True, progress=progress)
     return time.perf_counter() - t0
 
 
@@ -87,12 +88,12 @@ def plan_jobs(jobs: int | None, n_models: int, profile: str) -> tuple[int, int]:
     return jobs, max(1, cores // jobs)
 
 
-def estimated_cost(name: str, profile: str) -> float:
+def estimated_cost(name: str, profile: str, overrides: dict | None = None) -> float:
     """A rough relative training cost (steps x pixels x sqrt(parameters)), to start the longest runs first."""
     from .polycolor_core.model import count_parameters, create_model
     from .polycolor_core.text import text_dim
 
-    cfg = config_from_profile(name, profile)
+    cfg = config_from_profile(name, profile, **(overrides or {}))
     variant = get_variant(name).tiny() if cfg.tiny_model else get_variant(name)
     steps = max(1, cfg.samples_per_epoch // cfg.batch_size) * cfg.resolved_epochs()
     pixels = sum((end - start) * size * size for size, start, end in stage_bounds(cfg, steps))
@@ -116,7 +117,7 @@ class _QueueProgress:
         self.queue.put(("remove", self.name, None, None, ""))
 
 
-def _train_worker(name: str, profile: str, run: str, threads: int, queue) -> tuple[str, float]:
+def _train_worker(name: str, profile: str, run: str, threads: int, queue, overrides=None) -> tuple[str, float]:
     """One model in a worker process; its prints (LPIPS notes, hub probes) go to RUN/train.log."""
     import contextlib
 
@@ -125,22 +126,22 @@ def _train_worker(name: str, profile: str, run: str, threads: int, queue) -> tup
     torch.set_num_threads(threads)
     Path(run).mkdir(parents=True, exist_ok=True)
     with open(Path(run) / "train.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        return name, _train_one(name, profile, Path(run), _QueueProgress(queue, name))
+        return name, _train_one(name, profile, Path(run), _QueueProgress(queue, name), overrides)
 
 
-def _train_in_workers(todo, skipped, profile, runs, jobs, threads, progress, overall, followups=None
-                      ) -> tuple[dict[str, float], dict]:
+def _train_in_workers(todo, skipped, profile, runs, jobs, threads, progress, overall, followups=None,
+                      overrides=None) -> tuple[dict[str, float], dict]:
     import multiprocessing as mp
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    order = sorted(todo, key=lambda m: -estimated_cost(m, profile))  # longest first: the last to end is short
+    order = sorted(todo, key=lambda m: -estimated_cost(m, profile, overrides))  # longest first: the last to end is short
     seconds: dict[str, float] = {}
     bars: dict[str, int] = {}
     with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         q = manager.Queue()
-        pending = {pool.submit(_train_worker, m, profile, str(runs / m), threads, q) for m in order}
+        pending = {pool.submit(_train_worker, m, profile, str(runs / m), threads, q, overrides) for m in order}
         extra: dict = {}
         jobs_of: dict = {}  # followup future -> its key
 
@@ -197,7 +198,10 @@ COLOUR_TABLE_LIMIT = 40  # the first 40 names of each colour set (all 8 canonica
 
 
 def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), models: list[str] | None = None,
-                  eval_n: int | None = None, eval_size: int = 128, jobs: int | None = None) -> ReproduceResult:
+                  eval_n: int | None = None, eval_size: int = 128, jobs: int | None = None,
+                  text_encoder: str | None = None) -> ReproduceResult:
+    """Train, score and report (module docstring). ``text_encoder``: every model's, instead of the profile's (the
+    report profile's CLIP needs a download; ``minilm-l6`` ships with the package); the report states it."""
     import functools
 
     from rich.console import Console
@@ -234,7 +238,8 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
             jobs_for[("colours", name)] = (colours_of, ([str(runs / name)],))
         return jobs_for
 
-    trained, skipped, train_seconds, extra = train_all(models, profile, runs, jobs, followups)
+    overrides = {"text_encoder": text_encoder} if text_encoder else None
+    trained, skipped, train_seconds, extra = train_all(models, profile, runs, jobs, followups, overrides)
     if skipped:
         console.print(f"already finished (kept): {', '.join(skipped)}")
 

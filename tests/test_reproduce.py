@@ -75,6 +75,23 @@ def test_reproduce_resumes_an_unfinished_model(tmp_path, monkeypatch):
     assert [row["epoch"] for row in rows] == [1, 2]  # continued with epoch 2, not restarted from 0
 
 
+def test_reproduce_text_encoder_reaches_every_model_and_the_cli(tmp_path, monkeypatch):
+    import polycolor.cli as cli
+    import polycolor.reproduce as rep
+
+    seen = []
+    monkeypatch.setattr(rep, "train", lambda cfg, resume, progress: seen.append(cfg))
+    rep.train_all(["m1", "m5"], "report", tmp_path, jobs=1, overrides={"text_encoder": "minilm-l6"})
+    assert [(c.variant, c.text_encoder, c.image_size) for c in seen] == [("m1", "minilm-l6", 128), ("m5", "minilm-l6", 128)]
+
+    got = {}
+    monkeypatch.setattr(rep, "run_reproduce", lambda **kw: got.update(kw) or rep.ReproduceResult(tmp_path, complete=True))
+    res = CliRunner().invoke(cli.main, ["reproduce", "--profile", "report", "--text-encoder", "minilm-l6",
+                                        "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert got["text_encoder"] == "minilm-l6" and got["profile"] == "report"
+
+
 def test_list_profiles_and_bad_models():
     runner = CliRunner()
     res = runner.invoke(main, ["reproduce", "--list-profiles"])
