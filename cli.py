@@ -247,7 +247,7 @@ def infer(model: Path, data_path: Path, out: Path, colour, backend, device, prec
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--profile", default="cpu", show_default=True, help="cpu (~11 min on 2 AVX2 cores), report (GPU), tiny.")
+@click.option("--profile", default="cpu", show_default=True, help="cpu (~10 min on 2 AVX2 cores), report (GPU), tiny.")
 @click.option("--out", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder [default: reproduce-PROFILE].")
 @click.option("--models", default="m1..m8", show_default=True, help="Which variants: m1..m8, m2,m4,m8 ...")

@@ -20,9 +20,10 @@ canonical / held-out CSS / held-out XKCD / random hex (``python -m polycolor.eva
     text+rgb+film, features up to 2^5 pi                           0.2 /  4.7 /  5.4 / 5.2
     text+rgb+film, up to 2^2 pi                                    0.2 /  3.4 /  3.0 / 2.9
     text+rgb+film, pi only (``N_FREQ = 1``: kept)                  0.4 /  2.6 /  2.3 / 2.0
+    the same, the dark family drawn twice (the cpu profile's m8)   0.2 /  3.5 /  2.6 / 2.6
 
 FiLM also let m8 learn the dark noisy family in this budget (composite dE00 1.34, IoU 1.000, against 52.7 /
-0.23 without it). Smooth features generalise to unseen colours: high frequencies let the projection fit the
+0.23 without it; 0.92 with dark drawn twice). Smooth features generalise to unseen colours: high frequencies let the projection fit the
 training colours without learning the colour space between them. On a shorter schedule (32 -> 64 px at 85%),
 text-only conditioning measured 5.0 / 29.1 / 26.7 / 33.8 with the bare name and 5.0 / 29.1 / 32.7 / 33.2 with
 the template "a polygon filled with {}" (``--prompt-template sentence``): a template only dilutes the colour

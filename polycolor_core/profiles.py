@@ -5,7 +5,7 @@
               ViT-B/32 text encoder and LPIPS required, each variant's own epoch count. A GPU job. Both CLIP and
               LPIPS weights need a download: offline, both stop at once with the fix. ``--text-encoder minilm-l6``
               is the documented switch to the packaged offline encoder (recorded as a deviation).
-- ``cpu``     tuned for 2 CPU cores (``polycolor reproduce`` in 10.7 min from a fresh clone on an AVX2-only EPYC,
+- ``cpu``     tuned for 2 CPU cores (``polycolor reproduce`` in 10.2 min from a fresh clone on an AVX2-only EPYC,
               training two models at a time, one thread each, and scoring each as it is done): batch 4, precision ``auto`` (bf16 autocast only
               where the CPU has native bf16: emulated bf16 was 4.7-9.4x slower on an AVX2 EPYC), lr 1e-3, LPIPS used
               when its weights are present and otherwise dropped *and recorded*, and the SSIM and LPIPS weights ramped
@@ -52,7 +52,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         "cpu",
-        "all eight on 2 CPU cores in 10.7 min on an AVX2-only EPYC (two models at a time): m8 750 steps at 32 -> 64 px on "
+        "all eight on 2 CPU cores in 10.2 min on an AVX2-only EPYC (two models at a time): m8 750 steps at 32 -> 64 px on "
         "every family and the wide palette; m1-m7 (the study's ablation) 48 pairs per epoch at 32 px; batch 4, precision "
         "auto (bf16 only on CPUs with native bf16), lr 1e-3 (m5: 5e-4), SSIM and LPIPS ramped in over the first half, "
         "LPIPS if available",

@@ -98,7 +98,7 @@ class TrainConfig:
                             "drawn. '' = the data spec's colours (the study's 8 unless ?colours= names others).",
                         metavar="PARTS")
     # The default for new training is what measured best (issue 16, conditioning.py; the cpu profile's m8, mean fill
-    # dE00 on held-out XKCD names / random hex codes): text+rgb+film 5.4 / 5.2, text+rgb 10.7 / 9.2, and on a
+    # dE00 on held-out XKCD names / random hex codes): text+rgb+film 2.6 / 2.6, text+rgb 10.7 / 9.2, and on a
     # shorter schedule the bare name 26.7 / 33.8, the template "a polygon filled with {}" 32.7 / 33.2. The study's
     # profile (report) and its ablation keep text.
     conditioning: str = _opt("text+rgb+film", "text+rgb+film (the text embedding plus one learned token of the "
