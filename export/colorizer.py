@@ -32,7 +32,7 @@ import numpy as np
 
 from ..polycolor_core.colours import UnknownColourError, resolve_colour
 from ..polycolor_core.conditioning import colour_token_source
-from ..polycolor_core.composite import OUTPUTS, check_output, finish, letterbox
+from ..polycolor_core.composite import OUTPUTS, adopt_zoom, check_output, fill_mask, finish, letterbox, zoom_box
 from ..polycolor_core.devices import BACKENDS, check_backend, ort_has_gpu, resolve_device
 from ..polycolor_core.imageio import coerce_image
 from ..polycolor_core.modelinfo import ModelInfo
@@ -80,7 +80,7 @@ class Colorizer:
 
     def __init__(self, backend: Backend, embeddings: CachedTextEncoder, image_size: int, batch_size: int = 16,
                  meta: dict | None = None, size_policy: str = "resize", info: ModelInfo | None = None,
-                 source: str = "", output: str = "composite"):
+                 source: str = "", output: str = "composite", zoom: bool = True):
         if size_policy not in ("resize", "refuse"):
             raise ValueError("size_policy must be 'resize' (letterboxed to the model size and back) or 'refuse'")
         self.output = check_output(output)
@@ -92,6 +92,7 @@ class Colorizer:
         self.meta = meta if meta is not None else (info.meta if info is not None else {})
         self.size_policy = size_policy
         self.source = source
+        self.zoom = bool(zoom)  # a second pass on a crop around a fill small in the frame (composite.zoom_box)
 
     # -- inputs -------------------------------------------------------------------------------------------
     @staticmethod
@@ -147,26 +148,40 @@ class Colorizer:
         for note in notes:
             log.info(note)
         res = ColorizeResult([], notes, output=mode)
-        s = self.image_size
         for start in range(0, len(rgb), self.batch_size):
             chunk = rgb[start : start + self.batch_size]
-            boxed = [letterbox(im, s) for im in chunk]  # ([S,S,3] uint8, Letterbox) each
-            x = np.stack([b[0] for b in boxed]).astype(np.float32) / 255.0  # [b,S,S,3]
-            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # [b,3,S,S]
-            emb = self.embeddings.numpy(names[start : start + len(chunk)])  # [b,L,D]
-            if self.token is not None:  # the one place the RGB token joins the text embedding: [b,L+1,D]
-                emb = np.concatenate([emb, self.token(names[start : start + len(chunk)])], 1)
-            y = self.backend.run(x, emb)  # [b,3,S,S]
-            y8 = (np.clip(y, 0, 1) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)  # [b,S,S,3]
             asked = names[start : start + len(chunk)]
-            for im, (sq, t), p, name in zip(chunk, boxed, y8, asked):
-                r = finish(im, p, t, sq, mode, hint=resolve_colour(name))  # the mask looks for the colour asked for
+            hints = [resolve_colour(n) for n in asked]  # the mask looks for the colour asked for
+            boxed, y8 = self._run(chunk, asked)
+            fills = [fill_mask(im, p, t, sq, hint=h) for im, (sq, t), p, h in zip(chunk, boxed, y8, hints)]
+            # A fill small in the frame gets a second pass on a crop around it (composite.zoom_box: why).
+            boxes = {i: b for i, b in enumerate(zoom_box(f.mask) for f in fills) if b is not None} if self.zoom else {}
+            if boxes:
+                crops = [chunk[i][boxes[i]] for i in boxes]
+                zboxed, zy8 = self._run(crops, [asked[i] for i in boxes])
+                for (i, box), crop, (zsq, zt), zp in zip(boxes.items(), crops, zboxed, zy8):
+                    fills[i] = adopt_zoom(fills[i], box, fill_mask(crop, zp, zt, zsq, hint=hints[i]))
+            for im, (sq, t), p, fm in zip(chunk, boxed, y8, fills):
+                r = finish(im, p, t, sq, mode, fill=fm)
                 res.images.append(r.image)
                 res.masks.append(r.mask)
                 res.fill_colours.append(r.colour)
             if progress is not None:
                 progress(min(start + len(chunk), len(rgb)), len(rgb))
         return res
+
+    def _run(self, images: list[np.ndarray], names: list[str]):
+        """The model on ``images`` (uint8 [H,W,3] each) letterboxed to its square: ([(square, Letterbox)], uint8
+        [b,S,S,3] predictions)."""
+        s = self.image_size
+        boxed = [letterbox(im, s) for im in images]  # ([S,S,3] uint8, Letterbox) each
+        x = np.stack([b[0] for b in boxed]).astype(np.float32) / 255.0  # [b,S,S,3]
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # [b,3,S,S]
+        emb = self.embeddings.numpy(names)  # [b,L,D]
+        if self.token is not None:  # the one place the RGB token joins the text embedding: [b,L+1,D]
+            emb = np.concatenate([emb, self.token(names)], 1)
+        y = self.backend.run(x, emb)  # [b,3,S,S]
+        return boxed, (np.clip(y, 0, 1) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)  # [b,S,S,3]
 
     def __call__(self, images, colours, output: str | None = None) -> list[np.ndarray]:
         return self.colorize(images, colours, output=output).images
@@ -189,7 +204,7 @@ class Colorizer:
     def from_pretrained(cls, path, backend: str = "auto", device: str = "cpu", precision: str = "auto",
                         batch_size: int = 16, *, text_encoder: CachedTextEncoder | None = None,
                         threads: int | None = None, fp16: bool | None = None, size_policy: str = "resize",
-                        bf16: bool | None = None, output: str = "composite") -> "Colorizer":
+                        bf16: bool | None = None, output: str = "composite", zoom: bool = True) -> "Colorizer":
         """Load a run folder, a checkpoint folder or an ONNX export folder (one with manifest.json).
 
         backend: "auto" (the fastest of torch fp32, torch bf16 where native and onnxruntime on this machine,
@@ -206,6 +221,8 @@ class Colorizer:
         threads: CPU threads (default: physical cores).
         output: "composite" (the fill pasted into the user's own image) or "raw" (the model's whole picture);
             ``colorize(..., output=)`` overrides it per call.
+        zoom: a fill spanning less than half of the image's longer side gets a second pass on a crop around it,
+            for its colour and edges (``composite.zoom_box``); False: one pass per image (faster on such inputs).
         """
         check_output(output)
         backend = check_backend(backend)
@@ -233,6 +250,7 @@ class Colorizer:
         col.source = str(Path(path))
         col.token = colour_token_source(info)  # None for text-only models
         col.output = output
+        col.zoom = bool(zoom)
         return col
 
     @classmethod

@@ -33,7 +33,7 @@ from PIL import Image
 from .imageio import resize_image
 
 __all__ = ["Letterbox", "letterbox", "unletterbox", "border_colour", "model_mask", "ink_mask", "snap_to_outline",
-           "fill_mask", "composite", "paint", "Composite", "FillMask", "Snap", "OUTPUTS", "check_output", "finish"]
+           "fill_mask", "composite", "paint", "Composite", "FillMask", "Snap", "zoom_box", "adopt_zoom", "OUTPUTS", "check_output", "finish"]
 
 
 # --------------------------------------------------------------------------------------------- letterbox
@@ -321,6 +321,47 @@ def fill_mask(input_full: np.ndarray, pred: np.ndarray, transform: Letterbox | N
     return FillMask(seed, colour, "model")
 
 
+# ---------------------------------------------------------------------------------------------- zoomed pass
+
+ZOOM_BELOW = 0.5  # a fill spanning less than half of the image's longer side gets a second pass on a crop
+ZOOM_MARGIN = 0.35  # the crop: the fill's bounding square plus this share of its side on every side
+
+
+def zoom_box(mask: np.ndarray, below: float = ZOOM_BELOW, margin: float = ZOOM_MARGIN):
+    """``(rows, cols)`` slices of a crop around the fill ``mask`` (bool ``[H,W]``) for a second, zoomed model pass,
+    or None when the fill is empty or already spans ``below`` of the image's longer side.
+
+    Why: the model sees the whole image letterboxed to its square (64 px for the cpu-profile m8), so a polygon that
+    covers a tenth of a 900 px page is ~6 px wide there and its fill colour is off (m8 on the hires family: orange
+    painted (255, 180, 0), in-polygon dE00 5.4); on a crop it fills the model's view as in training.
+    """
+    if not mask.any():
+        return None
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    side = max(y1 - y0, x1 - x0)
+    if side >= below * max(h, w):
+        return None
+    half = side * (0.5 + margin)
+    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+    rows = slice(max(0, int(np.floor(cy - half))), min(h, int(np.ceil(cy + half))))
+    cols = slice(max(0, int(np.floor(cx - half))), min(w, int(np.ceil(cx + half))))
+    return rows, cols
+
+
+def adopt_zoom(first: FillMask, box, zoomed: FillMask, min_iou: float = 0.5) -> FillMask:
+    """The zoomed pass's mask (pasted back at full size) and colour, when it found a fill that agrees with the
+    first pass's (IoU >= ``min_iou``); otherwise the first pass's, unchanged."""
+    if zoomed.colour is None or not zoomed.mask.any():
+        return first
+    full = np.zeros_like(first.mask)
+    full[box] = zoomed.mask
+    if _iou(full, first.mask) < min_iou:
+        return first
+    return FillMask(full, zoomed.colour, zoomed.method)
+
+
 def paint(input_full: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
     """A copy of ``input_full`` with ``mask`` set to ``colour``; every other pixel is the input's, bit for bit."""
     out = np.array(input_full, dtype=np.uint8, copy=True)
@@ -356,12 +397,13 @@ def check_output(output: str) -> str:
 
 
 def finish(input_full: np.ndarray, pred: np.ndarray, transform: Letterbox, model_input: np.ndarray,
-           output: str = "composite", hint=None) -> Composite:
+           output: str = "composite", hint=None, fill: FillMask | None = None) -> Composite:
     """The one place inference turns a model output into what the user gets. ``pred`` uint8 ``[s,s,3]`` is the
     model's output on ``model_input`` (= ``letterbox(input_full, s)``). ``composite`` -> :func:`composite`;
     ``raw`` -> the model's picture unletterboxed to ``[H,W,3]``, with the same mask and colour a composite
-    would use (so a MASK output is the same in both modes). ``hint``: the RGB asked for."""
-    fm = fill_mask(input_full, pred, transform, model_input, hint=hint)
+    would use (so a MASK output is the same in both modes). ``hint``: the RGB asked for. ``fill``: the mask and
+    colour when already found (the Colorizer's zoomed pass, :func:`adopt_zoom`)."""
+    fm = fill if fill is not None else fill_mask(input_full, pred, transform, model_input, hint=hint)
     if check_output(output) == "raw":
         return Composite(unletterbox(pred, transform), fm.mask, fm.colour)
     return Composite(paint(input_full, fm.mask, fm.colour), fm.mask, fm.colour)

@@ -256,4 +256,4 @@ def palette_warning(info, names) -> str | None:
     return (f"colour{'s' if len(outside) > 1 else ''} {', '.join(map(repr, outside[:5]))}"
             f"{' ...' if len(outside) > 5 else ''} not in the colours this model was trained on ({what}); "
             "the fill may be a different colour. Use a trained name, or a model trained with --colours "
-            "canonical+xkcd+hex --conditioning text+rgb for any name or hex code.")
+            "canonical+xkcd+hex --conditioning text+rgb+film for any name or hex code.")

@@ -353,6 +353,68 @@ def test_colorizer_composite_default_own_size(perfect_colorizer, hw):
     assert not np.array_equal(raw.images[0], res.images[0])  # the model's picture: paper grain is gone
 
 
+class _SizeSensitiveBackend(_PerfectBackend):
+    """Like _PerfectBackend, but a polygon small in its view gets a colour a little off (as m8 does on a
+    900 px page: the polygon is ~6 px wide at 64 px); counts its calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, images, embeddings):
+        from scipy import ndimage
+
+        self.calls.append(images.shape[0])
+        out = super().run(images, embeddings)
+        for b in range(images.shape[0]):
+            region = ndimage.binary_fill_holes(images[b].transpose(1, 2, 0).max(-1) < 0.5)
+            if region.mean() < 0.05:  # small in the frame: (255, 0, 0) comes out as (230, 30, 20)
+                out[b, 0][region], out[b, 1][region], out[b, 2][region] = 230 / 255, 30 / 255, 20 / 255
+        return out
+
+
+def _small_polygon(h=900, w=800, at=(560, 220), side=110):
+    unit = fam._shapes.CANONICAL_SHAPES["octagon"]
+    pts = fam._shapes.to_pixels(unit, side, 0.45) + np.array(at, float)
+    return fam.render(fam.Drawing(h, w, pts, 14.0, (0, 0, 0), None, 3, False, None, (255, 0, 0), "red", "octagon"))
+
+
+def test_a_polygon_small_in_the_frame_gets_a_second_zoomed_pass():
+    from polycolor.export.colorizer import Colorizer
+    from polycolor.polycolor_core.composite import zoom_box
+
+    inp, tgt = _small_polygon()
+    true = _true(inp, tgt)
+    rows, cols = zoom_box(true)
+    assert true[rows, cols].sum() == true.sum()  # the crop holds the whole polygon ...
+    assert (rows.stop - rows.start) < 0.3 * inp.shape[0] and not true[rows, cols][[0, -1]].any()  # ... with a margin
+    backend = _SizeSensitiveBackend()
+    res = Colorizer(backend, _NoText(), S, batch_size=4).colorize([inp, inp], "red")
+    assert backend.calls == [2, 2]  # one pass on the whole images, one on the two crops
+    for img, mask, colour in zip(res.images, res.masks, res.fill_colours):
+        assert colour == (255, 0, 0)  # from the zoomed pass: (230, 30, 20) without it
+        assert _iou(mask, true) == 1.0 and np.array_equal(img[~mask], inp[~mask])
+    backend.calls.clear()
+    one = Colorizer(backend, _NoText(), S, zoom=False).colorize([inp], "red")  # the one-pass path, on request
+    assert backend.calls == [1] and one.fill_colours[0] == (230, 30, 20)
+
+
+def test_a_polygon_that_fills_the_frame_gets_one_pass_and_a_disagreeing_zoom_is_not_taken():
+    from polycolor.export.colorizer import Colorizer
+    from polycolor.polycolor_core.composite import FillMask, adopt_zoom, zoom_box
+
+    inp, tgt = fam.render(_drawing(512, 512, width=6.0))
+    assert zoom_box(_true(inp, tgt)) is None and zoom_box(np.zeros((8, 8), bool)) is None
+    backend = _SizeSensitiveBackend()
+    Colorizer(backend, _NoText(), S).colorize([inp], "red")
+    assert backend.calls == [1]
+    first = FillMask(_true(inp, tgt), (255, 0, 0), "snapped")
+    elsewhere = np.zeros((100, 100), bool)
+    elsewhere[:10, :10] = True
+    box = (slice(0, 100), slice(0, 100))
+    assert adopt_zoom(first, box, FillMask(elsewhere, (0, 255, 0), "snapped")) is first
+    assert adopt_zoom(first, box, FillMask(np.zeros((100, 100), bool), None, "empty")) is first
+
+
 def test_node_mask_is_the_composite_mask(perfect_colorizer):
     import torch
 
