@@ -21,6 +21,7 @@ canonical / held-out CSS / held-out XKCD / random hex (``python -m polycolor.eva
     text+rgb+film, up to 2^2 pi                                    0.2 /  3.4 /  3.0 / 2.9
     text+rgb+film, pi only (``N_FREQ = 1``: kept)                  0.4 /  2.6 /  2.3 / 2.0
     the same, the dark family drawn twice (the cpu profile's m8)   0.2 /  3.5 /  2.6 / 2.6
+      ... with the Colorizer's zoomed second pass (the default)    0.3 /  2.7 /  2.3 / 2.2
 
 FiLM also let m8 learn the dark noisy family in this budget (composite dE00 1.34, IoU 1.000, against 52.7 /
 0.23 without it; 0.92 with dark drawn twice). Smooth features generalise to unseen colours: high frequencies let the projection fit the
