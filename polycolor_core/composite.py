@@ -33,7 +33,8 @@ from PIL import Image
 from .imageio import resize_image
 
 __all__ = ["Letterbox", "letterbox", "unletterbox", "border_colour", "model_mask", "ink_mask", "snap_to_outline",
-           "fill_mask", "composite", "paint", "Composite", "FillMask", "Snap", "zoom_box", "adopt_zoom", "OUTPUTS", "check_output", "finish"]
+           "fill_mask", "composite", "paint", "Composite", "FillMask", "Snap", "zoom_box", "adopt_zoom", "OUTPUTS",
+           "check_output", "finish"]
 
 
 # --------------------------------------------------------------------------------------------- letterbox

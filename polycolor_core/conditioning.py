@@ -24,8 +24,8 @@ canonical / held-out CSS / held-out XKCD / random hex (``python -m polycolor.eva
       ... with the Colorizer's zoomed second pass (the default)    0.3 /  2.7 /  2.3 / 2.2
 
 FiLM also let m8 learn the dark noisy family in this budget (composite dE00 1.34, IoU 1.000, against 52.7 /
-0.23 without it; 0.92 with dark drawn twice). Smooth features generalise to unseen colours: high frequencies let the projection fit the
-training colours without learning the colour space between them. On a shorter schedule (32 -> 64 px at 85%),
+0.23 without it; 0.92 with dark drawn twice). Smooth features generalise to unseen colours: high frequencies
+let the projection fit the training colours without learning the colour space between them. On a shorter schedule (32 -> 64 px at 85%),
 text-only conditioning measured 5.0 / 29.1 / 26.7 / 33.8 with the bare name and 5.0 / 29.1 / 32.7 / 33.2 with
 the template "a polygon filled with {}" (``--prompt-template sentence``): a template only dilutes the colour
 word (the nearest-trained-name reference goes from 18.6 to 32.6 on XKCD). The study's profile and the cpu
@@ -87,6 +87,11 @@ def fourier_features(rgb: np.ndarray, n_freq: int = N_FREQ) -> np.ndarray:
 
 def n_features(n_freq: int = N_FREQ) -> int:
     return 6 + 12 * n_freq
+
+
+def n_freq_of(width: int) -> int:
+    """The ``n_freq`` of a saved projection ``[D, width]``: the inverse of :func:`n_features`."""
+    return (int(width) - 6) // 12
 
 
 class ColourToken(nn.Module):
@@ -151,7 +156,7 @@ def load_token_weights(model, weights: dict) -> dict:
     if own:
         if getattr(model, "colour_token", None) is None:  # its width and frequencies from the saved projection
             d, f = own["proj.weight"].shape  # [D, 6 + 12 * n_freq]
-            model.colour_token = ColourToken(int(d), (int(f) - 6) // 12)
+            model.colour_token = ColourToken(int(d), n_freq_of(f))
         model.colour_token.load_state_dict(own)
     return rest
 
@@ -161,7 +166,7 @@ def colour_token_numpy(weights: dict, names) -> np.ndarray:
     w = np.asarray(weights[TOKEN_PREFIX + "proj.weight"], np.float32)  # [D, F]
     b = np.asarray(weights[TOKEN_PREFIX + "proj.bias"], np.float32)
     unknown = np.asarray(weights[TOKEN_PREFIX + "unknown"], np.float32)
-    n_freq = (w.shape[1] - 6) // 12
+    n_freq = n_freq_of(w.shape[1])
     rgb, ok = resolve_rgbs(list(names))
     tok = fourier_features(rgb, n_freq) @ w.T + b
     tok[~ok] = unknown
