@@ -13,7 +13,7 @@ import re
 from PIL import ImageColor
 
 __all__ = ["CANONICAL_COLOURS", "UnknownColourError", "colour_key", "palette", "resolve_colour", "is_canonical",
-           "known_colour_names"]
+           "known_colour_names", "srgb_to_lab"]
 
 # The exact RGB values found in the original dataset's targets. They win over CSS where the two disagree:
 # CSS "green" is (0,128,0) but the study's green is (0,255,0) (CSS "lime").
@@ -78,11 +78,13 @@ def resolve_colour(name: str) -> tuple[int, int, int]:
 
 @functools.lru_cache(maxsize=1)
 def _xkcd_colours() -> dict[str, tuple[int, int, int]]:
-    """colour_key -> RGB of matplotlib's XKCD_COLORS ("xkcd:" prefix dropped; the first of equal keys wins)."""
-    from matplotlib.colors import XKCD_COLORS
+    """colour_key -> RGB of the XKCD table ("xkcd:" prefix dropped; the first of equal keys wins).
+
+    The table ships with the package (``colourtables``: matplotlib's ``XKCD_COLORS``), so no matplotlib is needed."""
+    from .colourtables import xkcd
 
     table: dict[str, tuple[int, int, int]] = {}
-    for full, h in XKCD_COLORS.items():
+    for full, h in xkcd().items():
         table.setdefault(colour_key(full.split(":", 1)[1]), tuple(int(h[i:i + 2], 16) for i in (1, 3, 5)))
     return table
 
@@ -112,3 +114,21 @@ def _palette_cached(colours: tuple[str, ...] | None) -> list[tuple[str, tuple[in
     if not names:
         raise ValueError("colours must name at least one colour (or be None for the 8 canonical ones)")
     return [(n, resolve_colour(n)) for n in names]
+
+
+def srgb_to_lab(rgb01) -> "np.ndarray":
+    """sRGB in 0..1 (any shape ``[..., 3]``) -> CIE-LAB (D65, 2 degrees), float64 ``[..., 3]``.
+
+    The one sRGB -> LAB conversion of the run-time code (the composite's mask, the colour token's features);
+    it agrees with ``skimage.color.rgb2lab`` to ~1e-4 (``tests/test_comfyui_deps.py``), without needing scikit-image
+    at run time (ComfyUI's Python has none). The scoring code in ``eval/`` keeps scikit-image's CIEDE2000.
+    """
+    import numpy as np
+
+    c = np.asarray(rgb01, np.float64)
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    m = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                  [0.0193339, 0.1191920, 0.9503041]], np.float64)
+    xyz = c @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)

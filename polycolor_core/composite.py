@@ -113,9 +113,9 @@ def unletterbox(square: np.ndarray, t: Letterbox) -> np.ndarray:
 
 
 def _lab(img: np.ndarray) -> np.ndarray:
-    from skimage.color import rgb2lab
+    from .colours import srgb_to_lab  # no scikit-image at run time: ComfyUI's Python has none
 
-    return rgb2lab(np.asarray(img, np.float32) / np.float32(255.0), channel_axis=-1)
+    return srgb_to_lab(np.asarray(img, np.float32) / np.float32(255.0))
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:

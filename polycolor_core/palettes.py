@@ -3,7 +3,8 @@
 A palette spec is one or more of these parts joined by ``+`` (``--colours canonical+xkcd+hex``):
 
 - ``canonical``  the study's 8 names (``colours.CANONICAL_COLOURS``); nothing held out: they *are* the task.
-- ``css``        the 148 CSS names (``matplotlib.colors.CSS4_COLORS`` = PIL's table). A CSS name whose key is
+- ``css``        the 148 CSS names (``matplotlib.colors.CSS4_COLORS`` = PIL's table;
+                 shipped as ``colourtables.json``). A CSS name whose key is
                  canonical ("green", "red", ...) means the study's colour (canonical wins, as in ``resolve_colour``).
 - ``xkcd``       the XKCD colour-survey names (``matplotlib.colors.XKCD_COLORS``, 949). Prompt form: the bare name as
                  a person types it, *without* the ``xkcd:`` prefix ("dark teal", "blue/green"); the text encoder
@@ -68,19 +69,19 @@ def is_eval_hex(code: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _css_names() -> tuple[str, ...]:
-    from matplotlib.colors import CSS4_COLORS
+    from .colourtables import css4  # matplotlib's CSS4_COLORS, shipped with the package
 
-    return tuple(sorted(CSS4_COLORS))
+    return tuple(sorted(css4()))
 
 
 @functools.lru_cache(maxsize=1)
 def xkcd_table() -> dict[str, tuple[str, tuple[int, int, int]]]:
     """colour_key -> (prompt name, rgb) for the XKCD names kept in the ``xkcd`` part (see module docstring)."""
-    from matplotlib.colors import XKCD_COLORS
+    from .colourtables import xkcd  # matplotlib's XKCD_COLORS, shipped with the package
 
     taken = set(CANONICAL_COLOURS) | {colour_key(n) for n in _css_names()}
     table: dict[str, tuple[str, tuple[int, int, int]]] = {}
-    for full, hexcode in XKCD_COLORS.items():
+    for full, hexcode in xkcd().items():
         name = full.split(":", 1)[1]
         key = colour_key(name)
         if key in taken or key in table:
