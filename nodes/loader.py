@@ -15,7 +15,8 @@ absolute path to a model folder / ``config.json`` / ``manifest.json`` is always 
 
 Loaded models are cached per process (key: resolved folder, backend, device; reloaded when the model's files
 change on disk), so a workflow that runs many times, or several workflows using the same model, load it once.
-No torch at import time: every heavy import is inside a function.
+No torch at import time: every heavy import is inside a function. ``load`` is the node's one implementation,
+``SPEC`` its interface (``spec.NodeSpec``; ``v3.py`` builds the ComfyUI V3 node from it).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..polycolor_core.modelinfo import CONFIG as CHECKPOINT_CONFIG
 from ..polycolor_core.modelinfo import MANIFEST as ONNX_MANIFEST
 from ..polycolor_core.modelinfo import WEIGHTS as CHECKPOINT_WEIGHTS
 from ..polycolor_core.modelinfo import find_kind
+from .spec import Input, NodeSpec, Output
 
 MODEL_FOLDER = "polycolor"  # ComfyUI model folder name: models/polycolor/
 MODEL_EXTENSIONS = {".json", ".safetensors", ".onnx"}
@@ -230,6 +232,15 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
+def forget_listing() -> None:
+    """Drop ComfyUI's cached file list of ``models/polycolor`` (a model was just written there), so the next
+    ``/object_info`` (the frontend's refresh) lists it."""
+    fp = _folder_paths()
+    cache = getattr(fp, "filename_list_cache", None) if fp is not None else None
+    if isinstance(cache, dict):
+        cache.pop(MODEL_FOLDER, None)
+
+
 def load_model(name: str, backend: str = "auto", device: str = "auto", precision: str = "auto"):
     """A ``Colorizer`` for a dropdown name / path; cached per (folder, backend, device, precision)."""
     try:
@@ -260,48 +271,39 @@ def load_model(name: str, backend: str = "auto", device: str = "auto", precision
 # --------------------------------------------------------------------------------------- the node
 
 
-class PolycolorModelLoader:
-    """ComfyUI node: model name + backend + device -> ``POLYCOLOR_MODEL`` (a polycolor ``Colorizer``)."""
+def load(model_name: str, backend: str = "auto", device: str = "auto"):
+    """The node: a dropdown name -> ``(POLYCOLOR_MODEL,)`` (a cached ``Colorizer``)."""
+    return (load_model(model_name, backend, device),)
 
-    CATEGORY = "polycolor"
-    FUNCTION = "load"
-    RETURN_TYPES = ("POLYCOLOR_MODEL",)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The loaded polycolor model; connect it to Polygon Colorize.",)
-    DESCRIPTION = (
+
+def fingerprint(model_name: str, backend: str = "auto", device: str = "auto"):
+    """Changes when the model's files change on disk, so ComfyUI reloads a retrained model (V1 ``IS_CHANGED``)."""
+    try:
+        return repr(_stamp(resolve_model_file(model_name))) + f"|{backend}|{device}"
+    except (OSError, ValueError):
+        return float("nan")  # never equal: ComfyUI re-runs the node and it reports the error
+
+
+SPEC = NodeSpec(
+    node_id="PolycolorModelLoader",
+    display_name="Polycolor Model Loader",
+    description=(
         "Loads a polycolor model from ComfyUI's models/polycolor/ folder: a checkpoint folder (config.json + "
-        "model.safetensors, listed by its config.json) or an ONNX export (listed by its manifest.json). "
-        "The model is loaded once and reused by later runs."
-    )
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model_name": (list_models(), {
-                    "tooltip": "The model under models/polycolor/: <folder>/config.json is a PyTorch checkpoint "
-                               "(config.json + model.safetensors), <folder>/manifest.json an ONNX export.",
-                }),
-                "backend": (list(BACKENDS), {
-                    "default": "auto",
-                    "tooltip": "auto: ONNX Runtime for an ONNX export when onnxruntime is installed, PyTorch "
-                               "otherwise. onnx / torch force one (onnx needs `pip install onnxruntime` or "
-                               "onnxruntime-gpu).",
-                }),
-                "device": (list(DEVICES), {
-                    "default": "auto",
-                    "tooltip": "auto uses ComfyUI's device (the GPU unless ComfyUI runs with --cpu); cpu / cuda "
-                               "force one.",
-                }),
-            }
-        }
-
-    @classmethod
-    def IS_CHANGED(cls, model_name, backend="auto", device="auto"):
-        try:
-            return repr(_stamp(resolve_model_file(model_name))) + f"|{backend}|{device}"
-        except (OSError, ValueError):
-            return float("nan")  # never equal: ComfyUI re-runs the node and it reports the error
-
-    def load(self, model_name: str, backend: str = "auto", device: str = "auto"):
-        return (load_model(model_name, backend, device),)
+        "model.safetensors, listed by its config.json; Polycolor Train writes one) or an ONNX export (listed by "
+        "its manifest.json). The model is loaded once and reused by later runs."
+    ),
+    inputs=(
+        Input("model_name", "COMBO", "The model under models/polycolor/: <folder>/config.json is a PyTorch "
+                                     "checkpoint (config.json + model.safetensors), <folder>/manifest.json an ONNX "
+                                     "export. A model Polycolor Train finished appears here by itself.",
+              options=list_models),
+        Input("backend", "COMBO", "auto: ONNX Runtime for an ONNX export when onnxruntime is installed, PyTorch "
+                                  "otherwise. onnx / torch force one (onnx needs `pip install onnxruntime` or "
+                                  "onnxruntime-gpu).", default="auto", options=BACKENDS),
+        Input("device", "COMBO", "auto uses ComfyUI's device (the GPU unless ComfyUI runs with --cpu); cpu / cuda "
+                                 "force one.", default="auto", options=DEVICES),
+    ),
+    outputs=(Output("POLYCOLOR_MODEL", "model", "The loaded polycolor model; connect it to Polygon Colorize."),),
+    run=load,
+    fingerprint=fingerprint,
+)

@@ -418,19 +418,19 @@ def test_a_polygon_that_fills_the_frame_gets_one_pass_and_a_disagreeing_zoom_is_
 def test_node_mask_is_the_composite_mask(perfect_colorizer):
     import torch
 
-    from polycolor.nodes import NODE_CLASS_MAPPINGS
+    from polycolor.nodes import NODE_SPECS
 
     inp, tgt = fam.render(_drawing(512, 512, width=6.0))
     image = torch.from_numpy(inp[None].astype(np.float32) / 255.0)
-    node = NODE_CLASS_MAPPINGS["PolycolorColorize"]()
-    out, mask = node.colorize(perfect_colorizer, image, "red")
+    node = NODE_SPECS["PolycolorColorize"]  # what the V3 node's execute calls
+    out, mask = node.run(perfect_colorizer, image, "red")
     ref = perfect_colorizer.colorize([inp], "red")
     assert out.shape == (1, 512, 512, 3) and mask.shape == (1, 512, 512)
     assert np.array_equal(mask[0].numpy() > 0.5, ref.masks[0]) and set(np.unique(mask.numpy())) <= {0.0, 1.0}
     got = (out[0].numpy() * 255 + 0.5).astype(np.uint8)
     assert np.array_equal(got[0, 0], inp[0, 0]) and np.array_equal(got[-1, -1], inp[-1, -1])
     assert (got[256, 256] == (255, 0, 0)).all()
-    raw_out, raw_mask = node.colorize(perfect_colorizer, image, "red", output="raw")
+    raw_out, raw_mask = node.run(perfect_colorizer, image, "red", output="raw")
     assert torch.equal(raw_mask, mask) and raw_out.shape == out.shape
 
 

@@ -20,15 +20,17 @@ import numpy as np
 import pytest
 import torch
 
-from polycolor.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from polycolor.nodes import DISPLAY_NAMES, NODE_SPECS
 from polycolor.nodes import colorize as C
 from polycolor.nodes import loader as L
 
 REPO = Path(__file__).resolve().parents[1]
 UI_WORKFLOW = REPO / "example_workflows" / "polycolor.json"
 API_WORKFLOW = REPO / "docs" / "polycolor_api.json"
-Loader = NODE_CLASS_MAPPINGS["PolycolorModelLoader"]
-Colorize = NODE_CLASS_MAPPINGS["PolycolorColorize"]
+# the nodes without ComfyUI: their interface (`input_types()`: what /object_info shows) and their one implementation
+# (`run`), which the V3 classes in nodes/v3.py call
+Loader = NODE_SPECS["PolycolorModelLoader"]
+Colorize = NODE_SPECS["PolycolorColorize"]
 
 
 # ----------------------------------------------------------------------------------------- fixtures
@@ -42,7 +44,7 @@ def ckpt(tmp_path_factory, checkpoint_factory) -> Path:  # conftest.make_checkpo
 @pytest.fixture(scope="module")
 def model(ckpt):
     L.clear_cache()
-    (m,) = Loader().load(str(ckpt / "config.json"), "auto", "cpu")
+    (m,) = Loader.run(str(ckpt / "config.json"), "auto", "cpu")
     return m
 
 
@@ -70,7 +72,7 @@ def _batch(n: int, h: int, w: int, c: int = 3) -> torch.Tensor:
 
 def _run(model, image, colour):
     before = image.clone()
-    out, mask = Colorize().colorize(model, image, colour)
+    out, mask = Colorize.run(model, image, colour)
     assert torch.equal(image, before), "the node modified its input tensor in place"
     return out, mask
 
@@ -86,8 +88,8 @@ def _check_outputs(out, mask, b, h, w):
 
 
 def test_import_polycolor_and_nodes_imports_no_torch():
-    code = ("import sys, polycolor; m = polycolor.NODE_CLASS_MAPPINGS; "
-            "m['PolycolorModelLoader'].INPUT_TYPES(); m['PolycolorColorize'].INPUT_TYPES(); "
+    code = ("import sys, polycolor; assert callable(polycolor.comfy_entrypoint); import polycolor.nodes as n; "
+            "m = n.NODE_SPECS; [s.input_types() for s in m.values()]; "
             "bad = [k for k in ('torch', 'numpy', 'diffusers', 'PIL') if k in sys.modules]; "
             "assert not bad, bad; print(sorted(m))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
@@ -97,24 +99,24 @@ def test_import_polycolor_and_nodes_imports_no_torch():
 
 
 def test_mappings_names_categories_tooltips():
-    assert set(NODE_CLASS_MAPPINGS) == {"PolycolorModelLoader", "PolycolorColorize"}
-    assert NODE_DISPLAY_NAME_MAPPINGS == {"PolycolorModelLoader": "Polycolor Model Loader",
-                                          "PolycolorColorize": "Polygon Colorize"}
-    for name, cls in NODE_CLASS_MAPPINGS.items():
-        assert name.startswith("Polycolor")
-        assert cls.CATEGORY == "polycolor"
-        assert isinstance(cls.DESCRIPTION, str) and len(cls.DESCRIPTION) > 40
-        assert callable(getattr(cls, cls.FUNCTION))
-        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
-        spec = cls.INPUT_TYPES()
+    assert set(NODE_SPECS) == {"PolycolorModelLoader", "PolycolorColorize", "PolycolorTrain"}
+    assert DISPLAY_NAMES == {"PolycolorModelLoader": "Polycolor Model Loader",
+                             "PolycolorColorize": "Polygon Colorize", "PolycolorTrain": "Polycolor Train"}
+    for name, cls in NODE_SPECS.items():
+        assert name.startswith("Polycolor") and cls.node_id == name
+        assert cls.category == "polycolor"
+        assert isinstance(cls.description, str) and len(cls.description) > 40
+        assert callable(cls.run)
+        assert all(cls.output_tooltips) and len(cls.output_tooltips) == len(cls.return_types) == len(cls.return_names)
+        spec = cls.input_types()
         for section in spec.values():
             for inp, (typ, *opts) in section.items():
                 assert opts and opts[0].get("tooltip"), f"{name}.{inp} has no tooltip"
-    assert Loader.RETURN_TYPES == ("POLYCOLOR_MODEL",)
-    assert Colorize.RETURN_TYPES == ("IMAGE", "MASK")
-    colour = Colorize.INPUT_TYPES()["required"]["colour"]
+    assert Loader.return_types == ("POLYCOLOR_MODEL",) == NODE_SPECS["PolycolorTrain"].return_types
+    assert Colorize.return_types == ("IMAGE", "MASK")
+    colour = Colorize.input_types()["required"]["colour"]
     assert colour[0] == "STRING" and colour[1]["multiline"] is True
-    assert Colorize.INPUT_TYPES()["required"]["model"][0] == "POLYCOLOR_MODEL"
+    assert Colorize.input_types()["required"]["model"][0] == "POLYCOLOR_MODEL"
 
 
 # ----------------------------------------------------------------------------------------- colorize
@@ -170,7 +172,7 @@ def test_numpy_uint8_and_half_precision_inputs(model):
     image = _batch(1, 32, 32)
     ref, _ = _run(model, image, "blue")
     u8 = (image.numpy() * 255 + 0.5).astype(np.uint8)
-    out, _ = Colorize().colorize(model, u8, "blue")
+    out, _ = Colorize.run(model, u8, "blue")
     assert torch.equal(out, ref)
     half, _ = _run(model, image.to(torch.bfloat16), "blue")
     assert half.shape == ref.shape
@@ -212,12 +214,12 @@ def test_colour_line_count_must_match_batch(model):
 ])
 def test_unusable_images_are_value_errors(model, bad, match):
     with pytest.raises(ValueError, match=match):
-        Colorize().colorize(model, bad, "red")
+        Colorize.run(model, bad, "red")
 
 
 def test_model_input_must_be_a_polycolor_model():
     with pytest.raises(ValueError, match="Polycolor Model Loader"):
-        Colorize().colorize(object(), _batch(1, 8, 8), "red")
+        Colorize.run(object(), _batch(1, 8, 8), "red")
 
 
 def test_out_of_range_floats_are_clamped_not_rejected(model):
@@ -258,7 +260,7 @@ EXPECTED = ["a/config.json", "exp/manifest.json", "runs/m8/checkpoint/config.jso
 def test_list_models_without_comfyui_uses_env(models_tree, monkeypatch):
     monkeypatch.setenv(L.ENV_MODELS_DIR, str(models_tree))
     assert L.list_models() == EXPECTED
-    assert Loader.INPUT_TYPES()["required"]["model_name"][0] == EXPECTED
+    assert Loader.input_types()["required"]["model_name"][0] == EXPECTED
     assert L.resolve_model_file("runs/m8/checkpoint/config.json") == models_tree / "runs/m8/checkpoint/config.json"
     assert L.resolve_model_file("a") == models_tree / "a" / "config.json"  # a folder works too
     assert L.resolve_model_file("runs/m8") == models_tree / "runs/m8/checkpoint/config.json"  # a run folder
@@ -317,7 +319,7 @@ def test_model_folder_is_merged_into_comfyui_folder_paths(models_tree, tmp_path,
     assert L.list_models() == EXPECTED
     # a model in the default folder shows up too
     _fake_checkpoint(comfy_models / "polycolor" / "b")
-    assert "b/config.json" in Loader.INPUT_TYPES()["required"]["model_name"][0]
+    assert "b/config.json" in Loader.input_types()["required"]["model_name"][0]
     assert L.resolve_model_file("b/config.json") == comfy_models / "polycolor" / "b" / "config.json"
 
 
@@ -331,39 +333,39 @@ def test_model_folder_registered_when_yaml_did_not(tmp_path, monkeypatch):
 
 def test_loader_caches_per_path_backend_device(ckpt, tmp_path, checkpoint_factory):
     L.clear_cache()
-    (a,) = Loader().load(str(ckpt / "config.json"), "torch", "cpu")
-    (b,) = Loader().load(str(ckpt), "torch", "cpu")  # same folder, other spelling
+    (a,) = Loader.run(str(ckpt / "config.json"), "torch", "cpu")
+    (b,) = Loader.run(str(ckpt), "torch", "cpu")  # same folder, other spelling
     assert a is b
-    (c,) = Loader().load(str(ckpt), "auto", "cpu")
-    assert c is not a and Loader().load(str(ckpt), "auto", "cpu")[0] is c
-    assert Loader.IS_CHANGED(str(ckpt), "torch", "cpu") == Loader.IS_CHANGED(str(ckpt), "torch", "cpu")
+    (c,) = Loader.run(str(ckpt), "auto", "cpu")
+    assert c is not a and Loader.run(str(ckpt), "auto", "cpu")[0] is c
+    assert Loader.fingerprint(str(ckpt), "torch", "cpu") == Loader.fingerprint(str(ckpt), "torch", "cpu")
     # a retrained / replaced model on disk is reloaded
     copy = checkpoint_factory(tmp_path / "copy")
-    (d,) = Loader().load(str(copy), "torch", "cpu")
-    before = Loader.IS_CHANGED(str(copy), "torch", "cpu")
+    (d,) = Loader.run(str(copy), "torch", "cpu")
+    before = Loader.fingerprint(str(copy), "torch", "cpu")
     st = (copy / "model.safetensors").stat()
     os.utime(copy / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert Loader.IS_CHANGED(str(copy), "torch", "cpu") != before
-    (e,) = Loader().load(str(copy), "torch", "cpu")
+    assert Loader.fingerprint(str(copy), "torch", "cpu") != before
+    (e,) = Loader.run(str(copy), "torch", "cpu")
     assert e is not d
 
 
 def test_loader_argument_errors(ckpt, models_tree, monkeypatch):
     with pytest.raises(ValueError, match="backend must be one of"):
-        Loader().load(str(ckpt), "tensorrt", "cpu")
+        Loader.run(str(ckpt), "tensorrt", "cpu")
     with pytest.raises(ValueError, match="device must be one of"):
-        Loader().load(str(ckpt), "torch", "tpu")
+        Loader.run(str(ckpt), "torch", "tpu")
     with pytest.raises(ValueError, match="no model selected"):
-        Loader().load("", "torch", "cpu")
+        Loader.run("", "torch", "cpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
-            Loader().load(str(ckpt), "torch", "cuda")
+            Loader.run(str(ckpt), "torch", "cuda")
     real = L.importlib.util.find_spec
     monkeypatch.setattr(L.importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
     with pytest.raises(ValueError, match=r"pip install onnxruntime.*onnxruntime-gpu"):
-        Loader().load(str(ckpt), "onnx", "cpu")
+        Loader.run(str(ckpt), "onnx", "cpu")
     with pytest.raises(ValueError, match=r"backend 'auto'.*pip install onnxruntime"):  # an ONNX export folder
-        Loader().load(str(models_tree / "exp" / "manifest.json"), "auto", "cpu")
+        Loader.run(str(models_tree / "exp" / "manifest.json"), "auto", "cpu")
 
 
 def test_device_auto_without_comfyui():
@@ -409,11 +411,11 @@ def fake_comfy(monkeypatch):
 
 def test_progress_bar_and_cancel(model, fake_comfy):
     image = _batch(1, 32, 32).expand(20, -1, -1, -1)
-    Colorize().colorize(model, image, "red")
+    Colorize.run(model, image, "red")
     assert fake_comfy["progress"] == [(16, 20), (20, 20)]  # one update per chunk of the Colorizer's batch
     fake_comfy["interrupt"] = True
     with pytest.raises(_Interrupted):
-        Colorize().colorize(model, image, "red")
+        Colorize.run(model, image, "red")
 
 
 def test_device_auto_uses_comfyui_device(fake_comfy, monkeypatch):
@@ -428,7 +430,7 @@ def _widget_inputs(cls) -> list[str]:
     """Inputs the frontend shows as widgets (combos and primitives), in INPUT_TYPES order."""
     out = []
     for section in ("required", "optional"):
-        for name, (typ, *_) in cls.INPUT_TYPES().get(section, {}).items():
+        for name, (typ, *_) in cls.input_types().get(section, {}).items():
             if isinstance(typ, list) or typ in ("STRING", "INT", "FLOAT", "BOOLEAN"):
                 out.append(name)
     return out
@@ -480,11 +482,11 @@ def test_ui_workflow_graph_is_consistent():
     assert types_["LoadImage"]["widgets_values"][0] == "polygon.png"
     assert types_["PolycolorColorize"]["widgets_values"] == ["cyan", "composite"]
     assert types_["SaveImage"]["widgets_values"] == ["polycolor"]
-    for name, cls in NODE_CLASS_MAPPINGS.items():
-        node = types_[name]
-        assert len(node["widgets_values"]) == len(_widget_inputs(cls))
-        assert [o["type"] for o in node["outputs"]] == list(cls.RETURN_TYPES)
-        assert [o["name"] for o in node["outputs"]] == list(cls.RETURN_NAMES)
+    for name in ("PolycolorModelLoader", "PolycolorColorize"):
+        node, cls = types_[name], NODE_SPECS[name]
+        assert len(node["widgets_values"]) == len(_widget_inputs(cls)) and _widget_inputs(cls) == cls.widget_inputs()
+        assert [o["type"] for o in node["outputs"]] == list(cls.return_types)
+        assert [o["name"] for o in node["outputs"]] == list(cls.return_names)
     api = json.loads(API_WORKFLOW.read_text())
     api_loader = next(n for n in api.values() if n["class_type"] == "PolycolorModelLoader")
     assert types_["PolycolorModelLoader"]["widgets_values"] == [api_loader["inputs"][k] for k in _widget_inputs(Loader)]
@@ -502,7 +504,7 @@ def test_onnx_export_through_the_nodes(ckpt, model, tmp_path):
         pytest.skip(f"polycolor.export is not available: {exc}")
     export = export_model(ckpt, tmp_path / "models" / "tiny-onnx")
     L.clear_cache()
-    (onnx_model,) = Loader().load(str(export / "manifest.json"), "auto", "cpu")
+    (onnx_model,) = Loader.run(str(export / "manifest.json"), "auto", "cpu")
     assert onnx_model.backend.name == "onnx"
     image = _batch(2, 40, 56)
     out, mask = _run(onnx_model, image, "red\ncyan")

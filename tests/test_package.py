@@ -43,9 +43,10 @@ def test_subpackages_live_under_polycolor():
     assert Path(polycolor.__file__).resolve().parent == REPO
 
 
-def test_pack_exports_node_mappings():
-    assert set(polycolor.NODE_CLASS_MAPPINGS) == set(polycolor.NODE_DISPLAY_NAME_MAPPINGS)
-    assert all(k.startswith("Polycolor") for k in polycolor.NODE_CLASS_MAPPINGS)
+def test_pack_registers_through_the_v3_entry_point():
+    # ComfyUI takes the V1 path whenever the pack has NODE_CLASS_MAPPINGS, so it must not have one
+    assert callable(polycolor.comfy_entrypoint) and not hasattr(polycolor, "NODE_CLASS_MAPPINGS")
+    assert polycolor.WEB_DIRECTORY == "./web" and (Path(polycolor.__file__).parent / "web" / "polycolor.js").is_file()
 
 
 def test_unknown_attribute_is_attribute_error():
