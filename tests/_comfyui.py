@@ -16,7 +16,10 @@ The tests run with ``--import-mode=importlib``, so load this file by path::
         return mod
 
 ComfyUI is prepared by ``.ci/prepare_comfyui.sh`` into ``$POLYCOLOR_COMFYUI_DIR`` (default
-``<repo>/.ci/_comfyui``). :func:`start_server` never writes into that tree: the node pack is
+``<repo>/.ci/_comfyui``), and it runs in the Python a ComfyUI-Manager user has, built by
+``.ci/prepare_comfyui_env.sh`` (ComfyUI's requirements + the pack's requirements.txt, nothing else; never the
+dev environment): ``$POLYCOLOR_COMFYUI_PYTHON``, default ``<repo>/.ci/_venv/bin/python``
+(:func:`find_comfyui_python`). :func:`start_server` never writes into that tree: the node pack is
 symlinked into a per-run ``custom_nodes`` folder that is registered through a generated
 ``extra_model_paths`` yaml (key ``custom_nodes``), which also maps the ``polycolor`` model folder;
 input/output/temp/user directories are per run and the database is in memory. Every wait is bounded.
@@ -30,7 +33,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -44,6 +46,8 @@ from typing import Any, Iterable
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COMFYUI_DIR = REPO_ROOT / ".ci" / "_comfyui"
 ENV_VAR = "POLYCOLOR_COMFYUI_DIR"
+PYTHON_ENV_VAR = "POLYCOLOR_COMFYUI_PYTHON"
+DEFAULT_PYTHON = REPO_ROOT / ".ci" / "_venv" / "bin" / "python"
 MODELS_FOLDER = "polycolor"
 
 # Never send localhost traffic through a proxy from the environment.
@@ -67,6 +71,29 @@ def find_comfyui() -> Path | None:
     if (cand / "main.py").is_file() and (cand / "folder_paths.py").is_file():
         return cand.resolve()
     return None
+
+
+def find_comfyui_python() -> str | None:
+    """The Manager-built Python ComfyUI runs in (``$POLYCOLOR_COMFYUI_PYTHON`` or ``<repo>/.ci/_venv``), or None.
+
+    An explicitly set env var wins even when it names no interpreter (then None is returned)."""
+    env = os.environ.get(PYTHON_ENV_VAR)
+    cand = Path(env).expanduser() if env else DEFAULT_PYTHON
+    return str(cand) if cand.is_file() and os.access(cand, os.X_OK) else None
+
+
+def require_comfyui(skip_or_fail) -> tuple[Path, str]:
+    """(ComfyUI folder, its Manager-built Python), or ``skip_or_fail(message)`` naming what to run."""
+    found = find_comfyui()
+    if found is None:
+        skip_or_fail(f"ComfyUI is not prepared (set {ENV_VAR} or run `bash .ci/prepare_comfyui.sh`, "
+                     f"looked in {os.environ.get(ENV_VAR) or DEFAULT_COMFYUI_DIR})")
+    python = find_comfyui_python()
+    if python is None:
+        skip_or_fail(f"ComfyUI's Manager-built Python is missing (set {PYTHON_ENV_VAR} or run "
+                     f"`bash .ci/prepare_comfyui_env.sh {found}`, looked for "
+                     f"{os.environ.get(PYTHON_ENV_VAR) or DEFAULT_PYTHON})")
+    return found, python
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -201,7 +228,7 @@ def start_server(
     work_dir: Path | str | None = None,
     models_folder: str = MODELS_FOLDER,
     into_comfy_tree: bool = False,
-    python: str | None = None,
+    python: str | None = None,  # default: find_comfyui_python() (the Manager-built venv)
     extra_args: Iterable[str] = (),
     env: dict[str, str] | None = None,
 ) -> ComfyUIServer:
@@ -283,7 +310,7 @@ def start_server(
     for _attempt in range(3):  # a free port can be taken between probe and bind: retry
         port = free_port()
         cmd = [
-            python or sys.executable, "main.py",
+            python or find_comfyui_python() or _no_python(), "main.py",
             "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
             "--disable-api-nodes",                       # no comfy.org API nodes / network
             "--extra-model-paths-config", str(yaml_path),
@@ -331,6 +358,11 @@ def start_server(
     raise last_err
 
 
+def _no_python() -> str:
+    raise ComfyUIError(f"no Manager-built Python for ComfyUI: run `bash .ci/prepare_comfyui_env.sh <comfyui dir>` or "
+                       f"set {PYTHON_ENV_VAR}")
+
+
 def _wait_ready(server: ComfyUIServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -349,6 +381,33 @@ def _wait_ready(server: ComfyUIServer, timeout: float) -> None:
                 f"ComfyUI did not answer on {server.url} within {timeout:.0f}s; "
                 f"log {server.log_path}:\n{server.log_tail()}")
         time.sleep(0.25)
+
+
+# --------------------------------------------------------------------------- UI -> API
+
+
+def ui_to_api(ui: dict, info: dict) -> dict:
+    """The API prompt the frontend would queue for a UI-format workflow (widgets in INPUT_TYPES order)."""
+    links = {link[0]: link for link in ui["links"]}
+    prompt = {}
+    for node in ui["nodes"]:
+        if node["type"] not in info:  # frontend-only nodes (notes)
+            continue
+        assert node.get("mode", 0) == 0, node
+        spec = info[node["type"]]
+        connected = {i["name"]: i["link"] for i in node["inputs"] if i.get("link") is not None}
+        values = iter(node["widgets_values"])
+        inputs = {}
+        for section in ("required", "optional"):
+            for name in spec["input_order"].get(section, []):
+                typ = spec["input"][section][name][0]
+                if name in connected:
+                    link = links[connected[name]]
+                    inputs[name] = [str(link[1]), link[2]]
+                elif isinstance(typ, list) or typ in ("COMBO", "STRING", "INT", "FLOAT", "BOOLEAN"):
+                    inputs[name] = next(values)
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
 
 
 # --------------------------------------------------------------------------- prompts

@@ -9,8 +9,9 @@ the node gives when called directly in this process; the same drawing at 512x512
 its centre cyan and its corners bit-identical to the input. The UI-format template
 ``example_workflows/polycolor.json`` must be the only one listed and describe the same graph.
 
-Skipped when ComfyUI is not prepared (``bash .ci/prepare_comfyui.sh``), except under CI (env ``CI`` set),
-where that fails. Every wait is bounded; the server is stopped in ``finally``.
+ComfyUI runs in the Python a ComfyUI-Manager user has (``.ci/prepare_comfyui_env.sh``: ComfyUI's requirements and
+the pack's requirements.txt only, never the dev environment), with the repository linked into its custom_nodes.
+Skipped when ComfyUI or that Python is not prepared, except under CI (env ``CI`` set), where that fails. Every wait is bounded; the server is stopped in ``finally``.
 """
 
 from __future__ import annotations
@@ -45,43 +46,21 @@ SIZE = Image.open(X.INPUT_IMAGE).size[0]  # the shipped example image (square)
 CYAN, MODEL_NAME = X.CYAN, X.MODEL_NAME
 
 
+def _skip_or_fail(msg: str):
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 @pytest.fixture(scope="module")
-def comfy_dir():
-    found = H.find_comfyui()
-    if found is None:
-        msg = (f"ComfyUI is not prepared (set {H.ENV_VAR} or run `bash .ci/prepare_comfyui.sh`, "
-               f"looked in {os.environ.get(H.ENV_VAR) or H.DEFAULT_COMFYUI_DIR})")
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return found
+def comfy():
+    """(ComfyUI folder, the Manager-built Python it runs in): never this test process's own environment."""
+    return H.require_comfyui(_skip_or_fail)
 
 
 # ----------------------------------------------------------------------------------------- UI -> API
 
-
-def _ui_to_api(ui: dict, info: dict) -> dict:
-    """The API prompt the frontend would queue for a UI-format workflow (widgets in INPUT_TYPES order)."""
-    links = {link[0]: link for link in ui["links"]}
-    prompt = {}
-    for node in ui["nodes"]:
-        if node["type"] not in info:  # frontend-only nodes (notes)
-            continue
-        assert node.get("mode", 0) == 0, node
-        spec = info[node["type"]]
-        connected = {i["name"]: i["link"] for i in node["inputs"] if i.get("link") is not None}
-        values = iter(node["widgets_values"])
-        inputs = {}
-        for section in ("required", "optional"):
-            for name in spec["input_order"].get(section, []):
-                typ = spec["input"][section][name][0]
-                if name in connected:
-                    link = links[connected[name]]
-                    inputs[name] = [str(link[1]), link[2]]
-                elif isinstance(typ, list) or typ in ("COMBO", "STRING", "INT", "FLOAT", "BOOLEAN"):
-                    inputs[name] = next(values)
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return prompt
+_ui_to_api = H.ui_to_api
 
 
 def _strip_meta(prompt: dict) -> dict:
@@ -95,15 +74,16 @@ def _direct_reference(ckpt: Path, inp: Image.Image) -> np.ndarray:
     """The node called in this process on the same image: what ComfyUI must save (up to 1 level)."""
     import torch
 
-    from polycolor.nodes import NODE_CLASS_MAPPINGS
+    from polycolor.nodes import NODE_SPECS
 
-    (model,) = NODE_CLASS_MAPPINGS["PolycolorModelLoader"]().load(str(ckpt), "auto", "cpu")
+    (model,) = NODE_SPECS["PolycolorModelLoader"].run(str(ckpt), "auto", "cpu")
     image = torch.from_numpy(np.asarray(inp, dtype=np.float32) / 255.0)[None]
-    out, _ = NODE_CLASS_MAPPINGS["PolycolorColorize"]().colorize(model, image, "cyan")
+    out, _ = NODE_SPECS["PolycolorColorize"].run(model, image, "cyan")
     return (out[0].numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
-def test_example_workflow_in_real_comfyui(comfy_dir, tmp_path):
+def test_example_workflow_in_real_comfyui(comfy, tmp_path):
+    comfy_dir, python = comfy
     t0 = time.monotonic()
     models = tmp_path / "models"
     ckpt = X.train_overfit(tmp_path / "train", models)
@@ -112,7 +92,7 @@ def test_example_workflow_in_real_comfyui(comfy_dir, tmp_path):
     reference = _direct_reference(ckpt, inp)
 
     server = H.start_server(comfy_dir, X.REPO_ROOT, models, timeout=180, node_name="polycolor",
-                            work_dir=tmp_path / "comfy")
+                            work_dir=tmp_path / "comfy", python=python)
     try:
         inp.save(server.input_dir / "polygon.png")
         failed = [ln for ln in server.log_tail(200000).splitlines()
@@ -122,7 +102,7 @@ def test_example_workflow_in_real_comfyui(comfy_dir, tmp_path):
         # --- registration, metadata, the model dropdown ---
         info = H.object_info(server.url)
         for name, display in (("PolycolorModelLoader", "Polycolor Model Loader"),
-                              ("PolycolorColorize", "Polygon Colorize")):
+                              ("PolycolorColorize", "Polygon Colorize"), ("PolycolorTrain", "Polycolor Train")):
             assert name in info, f"{name} not registered; log:\n{server.log_tail()}"
             assert info[name]["display_name"] == display
             assert info[name]["category"] == "polycolor" and info[name]["description"]
@@ -135,10 +115,10 @@ def test_example_workflow_in_real_comfyui(comfy_dir, tmp_path):
         assert col["output"] == ["IMAGE", "MASK"] and col["output_name"] == ["image", "mask"]
         assert col["input"]["required"]["colour"][1]["multiline"] is True
 
-        # --- only the UI example is a template (API format would open as an empty graph), and it is the
+        # --- only the UI examples are templates (API format would open as an empty graph), and the first is the
         # same graph as the API example kept for scripts ---
         templates = H.get_json(server.url, "/workflow_templates")
-        assert templates.get("polycolor") == ["polycolor"], templates
+        assert sorted(templates.get("polycolor")) == ["polycolor", "polycolor_train"], templates
         ui = H.get_json(server.url, "/api/workflow_templates/polycolor/polycolor.json")
         assert ui == json.loads(X.UI_WORKFLOW.read_text())
         api = json.loads(X.API_WORKFLOW.read_text())
