@@ -1,21 +1,25 @@
 """The pack as a person sees it: ComfyUI 0.3.75's own web page in headless Chromium, driven by Playwright.
 
-The real ComfyUI that ``.ci/prepare_comfyui.sh`` prepares is started with the pack and a tiny m1 overfitted on
-the shipped example image (``_comfyui_example.py``); ``example_workflows/polygon.png`` is put into its input
+The real ComfyUI that ``.ci/prepare_comfyui.sh`` prepares is started, in the Python a ComfyUI-Manager user has
+(``.ci/prepare_comfyui_env.sh``), with the pack and a tiny m1 overfitted on the shipped example image
+(``_comfyui_example.py``); ``example_workflows/polygon.png`` is put into its input
 folder, as the README tells a user to. Debian's ``chromium`` (``/usr/bin/chromium``, or
 ``$POLYCOLOR_CHROMIUM``) opens the page at 1600x1000 with a fresh profile; every request that is not to
 127.0.0.1 is aborted. Then, like a new user: the Templates browser (ComfyUI opens it by itself for a new user;
-else the sidebar's Templates button) -> Extensions -> polycolor -> the "polycolor" card (its thumbnail must
-load) opens the UI workflow; Run; wait for the saved image. Asserted: no missing node types, every node input
+else the sidebar's Templates button) -> Extensions -> polycolor -> a template's card (its thumbnail must
+load) opens the UI workflow; Run; wait for the saved image. Both templates, each in its own server: "polycolor"
+(Polycolor Model Loader) and "polycolor_train" (Polycolor Train, whose named run is put in place finished, so
+Run loads it: the node's training is tests/test_comfyui_train.py's). Asserted: no missing node types, every node input
 in the workflow exists in the node's definition, widget values equal the file's, the colour box shows the
 node's placeholder and tooltip, the saved view frames every node inside the canvas area with nothing over it,
 the run succeeds, the saved image is cyan at the polygon's centre and untouched in the corners, and
 no console error is caused by the pack. Screenshots (``templates.png``, ``loaded.png``, ``run.png``), the
 console log and ``thumbnail.jpg`` (the run's input and output side by side: the template thumbnail; set
-``POLYCOLOR_UPDATE_THUMBNAIL=1`` to write it to ``example_workflows/polycolor.jpg``, and
+``POLYCOLOR_UPDATE_THUMBNAIL=1`` to write it to ``example_workflows/<template>.jpg``,
+``POLYCOLOR_SCREENSHOTS=<folder>`` to keep each template's ``<template>-run.png``, and
 ``POLYCOLOR_EXAMPLE_MODEL=runs/m8`` to render it with a trained model instead) go to ``tmp_path``.
 
-Skipped when ComfyUI, Chromium or Playwright is missing, except under CI (env ``CI`` set), where that fails.
+Skipped when ComfyUI, its Manager-built Python, Chromium or Playwright is missing, except under CI (env ``CI`` set), where that fails.
 """
 
 from __future__ import annotations
@@ -54,8 +58,9 @@ CHROMIUM = os.environ.get("POLYCOLOR_CHROMIUM", "/usr/bin/chromium")
 VIEWPORT = {"width": 1600, "height": 1000}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TEMPLATE = X.UI_WORKFLOW.stem  # "polycolor": the card's title and the thumbnail's name (<name>.jpg)
-THUMBNAIL = X.UI_WORKFLOW.with_suffix(".jpg")
+PACK_NAME = "polycolor"  # the Templates browser's entry for the pack (its custom_nodes folder name)
+# the templates (example_workflows/<name>.json): each card's title and thumbnail (<name>.jpg)
+TEMPLATES = [X.UI_WORKFLOW, X.EXAMPLE_DIR / "polycolor_train.json"]
 PACK = re.compile(r"polycolor|polygon colorize", re.I)
 # The frontend asks the Comfy Registry about the pack ids (cnr_id) of the loaded nodes; offline, ComfyUI's CSP
 # blocks that. An artefact of running without internet, not of the pack.
@@ -71,16 +76,14 @@ def _missing(msg: str):
 
 @pytest.fixture(scope="module")
 def prerequisites():
-    comfy = H.find_comfyui()
-    if comfy is None:
-        _missing(f"ComfyUI is not prepared (set {H.ENV_VAR} or run `bash .ci/prepare_comfyui.sh`)")
+    comfy, python = H.require_comfyui(_missing)  # ComfyUI and the Manager-built Python it runs in
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         _missing(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set POLYCOLOR_CHROMIUM)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _missing("Playwright for Python is not installed (pip install -e '.[dev]')")
-    return comfy, sync_playwright
+    return comfy, python, sync_playwright
 
 
 # ----------------------------------------------------------------------------------------- page probes
@@ -129,9 +132,9 @@ def _thumbnail(inp: Image.Image, out: Image.Image) -> Image.Image:
     return thumb
 
 
-def _open_template(page, log: list[str]):
-    """Templates browser -> Extensions -> polycolor; returns the "polycolor" card."""
-    nav = page.locator("nav [role=button]").filter(has_text=re.compile(f"^{TEMPLATE}$"))
+def _open_template(page, log: list[str], template: str):
+    """Templates browser -> Extensions -> polycolor; returns the ``template`` card."""
+    nav = page.locator("nav [role=button]").filter(has_text=re.compile(f"^{PACK_NAME}$"))
     try:  # a new user gets the Templates browser on the first start
         nav.first.wait_for(state="visible", timeout=20_000)
         log.append("Templates browser opened by itself (new user)")
@@ -140,12 +143,12 @@ def _open_template(page, log: list[str]):
         nav.first.wait_for(state="visible", timeout=WAIT_MS)
         log.append("Templates browser opened with the sidebar's Templates button")
     nav.first.click()
-    card = page.locator(f"[data-testid=template-workflow-{TEMPLATE}]")
+    card = page.locator(f"[data-testid=template-workflow-{template}]")
     card.wait_for(state="visible", timeout=WAIT_MS)
     # the card's image: the pack's thumbnail (as a blob: URL from the frontend's media cache), or the
     # frontend's default-template.png when the thumbnail failed to load
     page.wait_for_function(
-        f"""() => {{ const i = document.querySelector('[data-testid=template-workflow-{TEMPLATE}] img');
+        f"""() => {{ const i = document.querySelector('[data-testid=template-workflow-{template}] img');
         return !!i && i.complete && i.naturalWidth > 0; }}""", timeout=WAIT_MS)
     return card
 
@@ -160,7 +163,7 @@ def _check_loaded_graph(graph: dict, ui: dict) -> None:
         assert node["type"] == fnode["type"]
         if node["defined"] is not None:  # frontend-only nodes (the note) have no definition
             unknown = [i["name"] for i in fnode["inputs"] if i["name"] not in node["defined"]]
-            assert not unknown, (f"{fnode['type']} (node {fnode['id']}) in {X.UI_WORKFLOW.name} names "
+            assert not unknown, (f"{fnode['type']} (node {fnode['id']}) in the template names "
                                  f"input(s) {unknown} that the node does not have: {node['defined']}")
             unknown = [i for i in node["inputs"] if i not in node["defined"]]
             assert not unknown, f"the page's {fnode['type']} has unknown inputs {unknown}"
@@ -191,19 +194,25 @@ def _check_saved_pixels(got: np.ndarray, inp: np.ndarray) -> None:
 # ----------------------------------------------------------------------------------------- the test
 
 
-def test_example_workflow_in_the_browser(prerequisites, tmp_path):
-    comfy_dir, sync_playwright = prerequisites
+@pytest.mark.parametrize("workflow", TEMPLATES, ids=[w.stem for w in TEMPLATES])
+def test_example_workflow_in_the_browser(prerequisites, tmp_path, workflow):
+    comfy_dir, python, sync_playwright = prerequisites
+    template, thumbnail = workflow.stem, workflow.with_suffix(".jpg")
     t0 = time.monotonic()
     ckpt = X.example_model(tmp_path / "train", tmp_path / "models")
     t_train = time.monotonic() - t0
     inp, _, _, _ = X.example()
-    ui = json.loads(X.UI_WORKFLOW.read_text())
+    ui = json.loads(workflow.read_text())
+    trainer = next((n for n in ui["nodes"] if n["type"] == "PolycolorTrain"), None)
+    if trainer is not None:  # "train then colour": the run its Polycolor Train names is already finished,
+        # so Run loads it (training itself is tests/test_comfyui_train.py's)
+        shutil.copytree(ckpt.parent, tmp_path / "models" / trainer["widgets_values"][0])
     console: list[dict] = []
     blocked: list[str] = []
     notes: list[str] = []
 
     server = H.start_server(comfy_dir, X.REPO_ROOT, ckpt.parents[1], timeout=180, node_name="polycolor",
-                            work_dir=tmp_path / "comfy")
+                            work_dir=tmp_path / "comfy", python=python)
     try:
         shutil.copy(X.INPUT_IMAGE, server.input_dir / X.INPUT_IMAGE.name)
         info = H.object_info(server.url)
@@ -222,7 +231,7 @@ def test_example_workflow_in_the_browser(prerequisites, tmp_path):
             page = context.new_page()
             thumbs_served: list[int] = []
             page.on("response", lambda r: thumbs_served.append(r.status) if r.url.endswith(
-                f"/api/workflow_templates/polycolor/{THUMBNAIL.name}") else None)
+                f"/api/workflow_templates/polycolor/{thumbnail.name}") else None)
             page.on("console", lambda m: console.append(
                 {"type": m.type, "text": m.text, "url": (m.location or {}).get("url", "")}))
             page.on("pageerror", lambda e: console.append(
@@ -233,13 +242,13 @@ def test_example_workflow_in_the_browser(prerequisites, tmp_path):
                 page.evaluate(PROBE_JS)
 
                 # --- the Templates entry: titled "polycolor", with a thumbnail, opens a non-empty graph ---
-                card = _open_template(page, notes)
+                card = _open_template(page, notes, template)
                 page.screenshot(path=str(tmp_path / "templates.png"))
-                assert card.locator("h3").inner_text().strip() == TEMPLATE
+                assert card.locator("h3").inner_text().strip() == template
                 thumb = card.locator("img").first.evaluate("i => [i.src, i.naturalWidth, i.naturalHeight]")
-                assert thumbs_served == [200], f"GET .../{THUMBNAIL.name} answered {thumbs_served}"
-                assert "default" not in thumb[0] and tuple(thumb[1:]) == Image.open(THUMBNAIL).size, (
-                    f"the card shows {thumb}, not the pack's thumbnail {THUMBNAIL.name}")
+                assert thumbs_served == [200], f"GET .../{thumbnail.name} answered {thumbs_served}"
+                assert "default" not in thumb[0] and tuple(thumb[1:]) == Image.open(thumbnail).size, (
+                    f"the card shows {thumb}, not the pack's thumbnail {thumbnail.name}")
                 card.click()
                 page.wait_for_function("() => window.__pc.missing !== null", timeout=WAIT_MS)
                 page.wait_for_timeout(1000)  # let DOM widgets settle before the screenshot
@@ -268,6 +277,10 @@ def test_example_workflow_in_the_browser(prerequisites, tmp_path):
                 page.wait_for_function(SAVED_SHOWN_JS, arg=save_id, timeout=WAIT_MS)
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(tmp_path / "run.png"))
+                if os.environ.get("POLYCOLOR_SCREENSHOTS"):  # a folder to keep each template's screenshot after Run
+                    shots = Path(os.environ["POLYCOLOR_SCREENSHOTS"])
+                    shots.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(tmp_path / "run.png", shots / f"{template}-run.png")
                 (saved,) = H.get_output_images(server.url, entry, node_ids=[save_id])
             except BaseException:
                 page.screenshot(path=str(tmp_path / "failure.png"))  # what the page showed when it failed
@@ -294,9 +307,12 @@ def test_example_workflow_in_the_browser(prerequisites, tmp_path):
     thumb_img = _thumbnail(inp, out)
     thumb_img.save(tmp_path / "thumbnail.jpg", quality=90)
     if os.environ.get("POLYCOLOR_UPDATE_THUMBNAIL") == "1":
-        tmp = THUMBNAIL.with_name(THUMBNAIL.name + ".tmp")
+        tmp = thumbnail.with_name(thumbnail.name + ".tmp")
         thumb_img.save(tmp, format="JPEG", quality=90)
-        os.replace(tmp, THUMBNAIL)
+        os.replace(tmp, thumbnail)
+    if trainer is not None:
+        log = server.log_tail(400000)
+        assert "polycolor: training" not in log and "polycolor: continuing" not in log, "a finished run was retrained"
     print(f"\n[polycolor] browser test: overfit training {t_train:.1f}s, Run -> saved image {t_run:.1f}s, "
           f"whole test {time.monotonic() - t0:.1f}s; {'; '.join(notes)}; {len(errors)} console errors "
           f"(none from the pack), {len(blocked)} blocked requests; screenshots in {tmp_path}")
