@@ -42,8 +42,11 @@ class Input:
         return list(opts or [])
 
     def v1(self) -> tuple:
-        """``(type, options)`` as ComfyUI's ``/object_info`` lists it."""
+        """``(type, options)`` as ComfyUI's ``/object_info`` lists the V3 node's input (a combo is
+        ``("COMBO", {"options": [...], ...})``); ComfyUI adds only keys it fills itself."""
         extra: dict[str, Any] = {"tooltip": self.tooltip}
+        if self.type == "COMBO":
+            extra["options"] = self.combo_options()
         if self.default is not None:
             extra["default"] = self.default
         if self.type == "STRING":
@@ -53,7 +56,7 @@ class Input:
         for key in ("min", "max"):
             if getattr(self, key) is not None:
                 extra[key] = getattr(self, key)
-        return (self.combo_options() if self.type == "COMBO" else self.type, extra)
+        return (self.type, extra)
 
 
 @dataclass(frozen=True)

@@ -386,6 +386,12 @@ def _wait_ready(server: ComfyUIServer, timeout: float) -> None:
 # --------------------------------------------------------------------------- UI -> API
 
 
+def combo_options(entry) -> list:
+    """The choices of a combo input as ``/object_info`` lists it: V1 ``[[...], {...}]`` or V3 ``["COMBO", {"options": [...]}]``."""
+    typ, *rest = entry
+    return list(typ) if isinstance(typ, list) else list((rest[0] if rest else {}).get("options", []))
+
+
 def ui_to_api(ui: dict, info: dict) -> dict:
     """The API prompt the frontend would queue for a UI-format workflow (widgets in INPUT_TYPES order)."""
     links = {link[0]: link for link in ui["links"]}

@@ -108,14 +108,27 @@ def test_example_workflow_in_real_comfyui(comfy, tmp_path):
             assert info[name]["category"] == "polycolor" and info[name]["description"]
             for inp_name, (_typ, *opts) in info[name]["input"]["required"].items():
                 assert opts and opts[0].get("tooltip"), f"{name}.{inp_name} has no tooltip"
+        # the V3 nodes show exactly the interface their NodeSpec declares (what the unit tests check without ComfyUI)
+        from polycolor.nodes import NODE_SPECS
+
+        for name, spec in NODE_SPECS.items():
+            served = info[name]["input"]
+            for section, inputs in spec.input_types().items():
+                assert list(served[section]) == list(inputs), (name, section)
+                for inp_name, (typ, opts) in inputs.items():
+                    got_typ, got_opts = served[section][inp_name]
+                    want = {k: v for k, v in opts.items() if not (inp_name == "model_name" and k == "options")}
+                    assert got_typ == typ and want.items() <= got_opts.items(), (name, inp_name, got_opts, want)
+            assert info[name]["output"] == list(spec.return_types) and info[name]["output_name"] == list(spec.return_names)
         loader = info["PolycolorModelLoader"]
-        assert loader["input"]["required"]["model_name"][0] == [MODEL_NAME]
+        assert H.combo_options(loader["input"]["required"]["model_name"]) == [MODEL_NAME]
         assert loader["output"] == ["POLYCOLOR_MODEL"]
         col = info["PolycolorColorize"]
         assert col["output"] == ["IMAGE", "MASK"] and col["output_name"] == ["image", "mask"]
         assert col["input"]["required"]["colour"][1]["multiline"] is True
 
-        # --- only the UI examples are templates (API format would open as an empty graph), and the first is the
+        # --- the workflows saved before the V3 schema (UI template and API file, unchanged) load and run under V3:
+        # only the UI examples are templates (API format would open as an empty graph), and the first is the
         # same graph as the API example kept for scripts ---
         templates = H.get_json(server.url, "/workflow_templates")
         assert sorted(templates.get("polycolor")) == ["polycolor", "polycolor_train"], templates
@@ -129,7 +142,7 @@ def test_example_workflow_in_real_comfyui(comfy, tmp_path):
         loader_id = next(k for k, v in prompt.items() if v["class_type"] == "PolycolorModelLoader")
         col_id = next(k for k, v in prompt.items() if v["class_type"] == "PolycolorColorize")
         save_id = next(k for k, v in prompt.items() if v["class_type"] == "SaveImage")
-        prompt[loader_id]["inputs"]["model_name"] = loader["input"]["required"]["model_name"][0][0]
+        prompt[loader_id]["inputs"]["model_name"] = H.combo_options(loader["input"]["required"]["model_name"])[0]
         prompt["90"] = {"class_type": "MaskToImage", "inputs": {"mask": [col_id, 1]}}
         prompt["91"] = {"class_type": "SaveImage", "inputs": {"images": ["90", 0], "filename_prefix": "polycolor_mask"}}
         entry = H.wait_history(server.url, H.queue_prompt(server.url, prompt), timeout=240, server=server)
