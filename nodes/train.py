@@ -152,7 +152,7 @@ SPEC = NodeSpec(
     description=(
         "Trains a polycolor model on built-in generated data (no downloads of data; offline apart from the LPIPS "
         "weights' first fetch) into models/polycolor/<name>/, with the cpu profile's settings: m8, the everyday "
-        "model, takes about 10 minutes on one CPU core and fills outlines in any colour name or #rrggbb (held-out "
+        "model, takes 7-10 minutes on one CPU core (408 s on a Xeon with AVX-512) and fills outlines in any colour name or #rrggbb (held-out "
         "colours within about 2-3 CIEDE2000). Cancel stops it; queue it again to continue where it stopped. The "
         "trained model appears in Polycolor Model Loader and comes out here for Polygon Colorize."
     ),
@@ -163,7 +163,7 @@ SPEC = NodeSpec(
         Input("variant", "COMBO", "m8 (default): the everyday model, trained on every drawing family and on "
                                   "canonical, XKCD and hex colours. m1-m7: the study's ablation variants (8 colour "
                                   "names, canonical drawings).", default="m8", options=VARIANT_NAMES),
-        Input("steps", "INT", "Training steps of 4 images (750 = the cpu profile's m8: ~10 min on one CPU core), "
+        Input("steps", "INT", "Training steps of 4 images (750 = the cpu profile's m8: 7-10 min on one CPU core), "
                               "laid out in equal epochs (at most the variant's own count); a checkpoint is saved "
                               "after each epoch, which is where a cancelled run continues from.",
               default=DEFAULT_STEPS, min=1, max=1_000_000),

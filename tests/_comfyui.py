@@ -1,19 +1,8 @@
 """Helpers to drive a real ComfyUI server from the tests (not collected by pytest).
 
-The tests run with ``--import-mode=importlib``, so load this file by path::
-
-    import importlib.util, sys
-    from pathlib import Path
-
-    def _load_comfyui_helpers():
-        name = "polycolor_tests_comfyui"
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_comfyui.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod          # before exec: dataclasses look their module up
-        spec.loader.exec_module(mod)
-        return mod
+The tests run with ``--import-mode=importlib``, so they load this file by path (``_load_helpers`` in each
+test module: ``spec_from_file_location``, registered in ``sys.modules`` before ``exec_module``, because
+dataclasses look their module up).
 
 ComfyUI is prepared by ``.ci/prepare_comfyui.sh`` into ``$POLYCOLOR_COMFYUI_DIR`` (default
 ``<repo>/.ci/_comfyui``), and it runs in the Python a ComfyUI-Manager user has, built by
@@ -74,9 +63,7 @@ def find_comfyui() -> Path | None:
 
 
 def find_comfyui_python() -> str | None:
-    """The Manager-built Python ComfyUI runs in (``$POLYCOLOR_COMFYUI_PYTHON`` or ``<repo>/.ci/_venv``), or None.
-
-    An explicitly set env var wins even when it names no interpreter (then None is returned)."""
+    """The Manager-built Python ComfyUI runs in (``$POLYCOLOR_COMFYUI_PYTHON``, set or not, else ``.ci/_venv``), or None."""
     env = os.environ.get(PYTHON_ENV_VAR)
     cand = Path(env).expanduser() if env else DEFAULT_PYTHON
     return str(cand) if cand.is_file() and os.access(cand, os.X_OK) else None
@@ -84,15 +71,11 @@ def find_comfyui_python() -> str | None:
 
 def require_comfyui(skip_or_fail) -> tuple[Path, str]:
     """(ComfyUI folder, its Manager-built Python), or ``skip_or_fail(message)`` naming what to run."""
-    found = find_comfyui()
-    if found is None:
-        skip_or_fail(f"ComfyUI is not prepared (set {ENV_VAR} or run `bash .ci/prepare_comfyui.sh`, "
-                     f"looked in {os.environ.get(ENV_VAR) or DEFAULT_COMFYUI_DIR})")
-    python = find_comfyui_python()
-    if python is None:
-        skip_or_fail(f"ComfyUI's Manager-built Python is missing (set {PYTHON_ENV_VAR} or run "
-                     f"`bash .ci/prepare_comfyui_env.sh {found}`, looked for "
-                     f"{os.environ.get(PYTHON_ENV_VAR) or DEFAULT_PYTHON})")
+    if (found := find_comfyui()) is None:
+        skip_or_fail(f"ComfyUI is not prepared (set {ENV_VAR} or run `bash .ci/prepare_comfyui.sh`)")
+    if (python := find_comfyui_python()) is None:
+        skip_or_fail(f"no Manager-built Python for ComfyUI (set {PYTHON_ENV_VAR} or run "
+                     f"`bash .ci/prepare_comfyui_env.sh {found}`)")
     return found, python
 
 
@@ -227,8 +210,7 @@ def start_server(
     node_name: str | None = None,
     work_dir: Path | str | None = None,
     models_folder: str = MODELS_FOLDER,
-    into_comfy_tree: bool = False,
-    python: str | None = None,  # default: find_comfyui_python() (the Manager-built venv)
+    python: str | None = None,
     extra_args: Iterable[str] = (),
     env: dict[str, str] | None = None,
 ) -> ComfyUIServer:
@@ -241,13 +223,15 @@ def start_server(
       generated extra_model_paths yaml, i.e. ``folder_paths.get_filename_list("polycolor")`` lists it.
     * ``work_dir``: where the per-run input/output/temp/user dirs, yaml and ``comfyui.log`` go
       (a fresh temp dir, deleted on ``stop()``, when None; pass pytest's ``tmp_path`` to keep logs).
-    * ``into_comfy_tree``: instead link the pack into ``<comfy_dir>/custom_nodes/<node_name>``
-      (removed again on ``stop()``); not safe for concurrent runs.
+    * ``python``: the interpreter (default :func:`find_comfyui_python`, the Manager-built venv).
 
     Returns once ``/object_info`` answers; raises :class:`ComfyUIError` (with the log tail) when the
     process exits or ``timeout`` seconds pass first. The server is stopped on any failure.
     """
     comfy_dir = Path(comfy_dir).resolve()
+    python = python or find_comfyui_python()  # the Manager-built venv, never this process's environment
+    if python is None:
+        raise ComfyUIError(f"no Manager-built Python for ComfyUI: run .ci/prepare_comfyui_env.sh or set {PYTHON_ENV_VAR}")
     if not (comfy_dir / "main.py").is_file():
         raise ComfyUIError(f"{comfy_dir} has no main.py (run .ci/prepare_comfyui.sh)")
 
@@ -270,21 +254,12 @@ def start_server(
         if not (src / "__init__.py").is_file():
             raise ComfyUIError(f"{src} has no __init__.py; ComfyUI would skip it")
         name = node_name or src.name
-        if into_comfy_tree:
-            link = comfy_dir / "custom_nodes" / name
-            if link.is_symlink():
-                link.unlink()
-            elif link.exists():
-                raise ComfyUIError(f"{link} exists and is not a symlink; refusing to replace it")
-            link.symlink_to(src, target_is_directory=True)
-            cleanup.append(lambda: link.unlink() if link.is_symlink() else None)
-        else:
-            dst = nodes_dir / name
-            if dst.is_symlink():
-                dst.unlink()
-            elif dst.exists():
-                shutil.rmtree(dst)
-            _link_or_copy(src, dst)
+        dst = nodes_dir / name  # the repository folder in custom_nodes, as ComfyUI-Manager's git clone puts it
+        if dst.is_symlink():
+            dst.unlink()
+        elif dst.exists():
+            shutil.rmtree(dst)
+        _link_or_copy(src, dst)
 
     lines = ["polycolor_tests:", f"  custom_nodes: {_yaml_str(nodes_dir)}"]
     mdir = None
@@ -310,7 +285,7 @@ def start_server(
     for _attempt in range(3):  # a free port can be taken between probe and bind: retry
         port = free_port()
         cmd = [
-            python or find_comfyui_python() or _no_python(), "main.py",
+            python, "main.py",
             "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
             "--disable-api-nodes",                       # no comfy.org API nodes / network
             "--extra-model-paths-config", str(yaml_path),
@@ -358,11 +333,6 @@ def start_server(
     raise last_err
 
 
-def _no_python() -> str:
-    raise ComfyUIError(f"no Manager-built Python for ComfyUI: run `bash .ci/prepare_comfyui_env.sh <comfyui dir>` or "
-                       f"set {PYTHON_ENV_VAR}")
-
-
 def _wait_ready(server: ComfyUIServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -381,39 +351,6 @@ def _wait_ready(server: ComfyUIServer, timeout: float) -> None:
                 f"ComfyUI did not answer on {server.url} within {timeout:.0f}s; "
                 f"log {server.log_path}:\n{server.log_tail()}")
         time.sleep(0.25)
-
-
-# --------------------------------------------------------------------------- UI -> API
-
-
-def combo_options(entry) -> list:
-    """The choices of a combo input as ``/object_info`` lists it: V1 ``[[...], {...}]`` or V3 ``["COMBO", {"options": [...]}]``."""
-    typ, *rest = entry
-    return list(typ) if isinstance(typ, list) else list((rest[0] if rest else {}).get("options", []))
-
-
-def ui_to_api(ui: dict, info: dict) -> dict:
-    """The API prompt the frontend would queue for a UI-format workflow (widgets in INPUT_TYPES order)."""
-    links = {link[0]: link for link in ui["links"]}
-    prompt = {}
-    for node in ui["nodes"]:
-        if node["type"] not in info:  # frontend-only nodes (notes)
-            continue
-        assert node.get("mode", 0) == 0, node
-        spec = info[node["type"]]
-        connected = {i["name"]: i["link"] for i in node["inputs"] if i.get("link") is not None}
-        values = iter(node["widgets_values"])
-        inputs = {}
-        for section in ("required", "optional"):
-            for name in spec["input_order"].get(section, []):
-                typ = spec["input"][section][name][0]
-                if name in connected:
-                    link = links[connected[name]]
-                    inputs[name] = [str(link[1]), link[2]]
-                elif isinstance(typ, list) or typ in ("COMBO", "STRING", "INT", "FLOAT", "BOOLEAN"):
-                    inputs[name] = next(values)
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return prompt
 
 
 # --------------------------------------------------------------------------- prompts

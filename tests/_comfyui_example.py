@@ -1,10 +1,11 @@
 """The shipped ComfyUI example as test data: its input image, the expected fill, and a model that knows it.
 
-Shared by ``test_comfyui_integration.py`` and ``test_comfyui_browser.py`` (not collected by pytest; load it
+Shared by ``test_comfyui_integration.py``, ``test_comfyui_browser.py`` and ``test_comfyui_train.py`` (not collected by pytest; load it
 by path like ``_comfyui.py``). The input is the pack's own ``example_workflows/polygon.png`` (the image the
 example workflow loads); the target is that outline filled with cyan, outline included (as in the study's
 data). :func:`train_overfit` memorises that one pair with a tiny m1 (~25 s on 2 CPU cores) and stores it in
 a ComfyUI model folder under the name the example workflow's loader widget uses (once per session).
+:func:`ui_to_api` turns a UI-format workflow into the API prompt the frontend would queue.
 """
 
 from __future__ import annotations
@@ -99,3 +100,36 @@ def example_model(work: Path, models_dir: Path) -> Path:
     dest = Path(models_dir) / "m1" / "checkpoint"
     shutil.copytree(src, dest)
     return dest
+
+
+# ----------------------------------------------------------------------------------------- UI -> API
+
+
+def combo_options(entry) -> list:
+    """The choices of a combo input as ``/object_info`` lists it: V1 ``[[...], {...}]`` or V3 ``["COMBO", {"options": [...]}]``."""
+    typ, *rest = entry
+    return list(typ) if isinstance(typ, list) else list((rest[0] if rest else {}).get("options", []))
+
+
+def ui_to_api(ui: dict, info: dict) -> dict:
+    """The API prompt the frontend would queue for a UI-format workflow (widgets in INPUT_TYPES order)."""
+    links = {link[0]: link for link in ui["links"]}
+    prompt = {}
+    for node in ui["nodes"]:
+        if node["type"] not in info:  # frontend-only nodes (notes)
+            continue
+        assert node.get("mode", 0) == 0, node
+        spec = info[node["type"]]
+        connected = {i["name"]: i["link"] for i in node["inputs"] if i.get("link") is not None}
+        values = iter(node["widgets_values"])
+        inputs = {}
+        for section in ("required", "optional"):
+            for name in spec["input_order"].get(section, []):
+                typ = spec["input"][section][name][0]
+                if name in connected:
+                    link = links[connected[name]]
+                    inputs[name] = [str(link[1]), link[2]]
+                elif isinstance(typ, list) or typ in ("COMBO", "STRING", "INT", "FLOAT", "BOOLEAN"):
+                    inputs[name] = next(values)
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt

@@ -60,7 +60,7 @@ def comfy():
 
 # ----------------------------------------------------------------------------------------- UI -> API
 
-_ui_to_api = H.ui_to_api
+_ui_to_api = X.ui_to_api
 
 
 def _strip_meta(prompt: dict) -> dict:
@@ -121,7 +121,7 @@ def test_example_workflow_in_real_comfyui(comfy, tmp_path):
                     assert got_typ == typ and want.items() <= got_opts.items(), (name, inp_name, got_opts, want)
             assert info[name]["output"] == list(spec.return_types) and info[name]["output_name"] == list(spec.return_names)
         loader = info["PolycolorModelLoader"]
-        assert H.combo_options(loader["input"]["required"]["model_name"]) == [MODEL_NAME]
+        assert X.combo_options(loader["input"]["required"]["model_name"]) == [MODEL_NAME]
         assert loader["output"] == ["POLYCOLOR_MODEL"]
         col = info["PolycolorColorize"]
         assert col["output"] == ["IMAGE", "MASK"] and col["output_name"] == ["image", "mask"]
@@ -142,7 +142,7 @@ def test_example_workflow_in_real_comfyui(comfy, tmp_path):
         loader_id = next(k for k, v in prompt.items() if v["class_type"] == "PolycolorModelLoader")
         col_id = next(k for k, v in prompt.items() if v["class_type"] == "PolycolorColorize")
         save_id = next(k for k, v in prompt.items() if v["class_type"] == "SaveImage")
-        prompt[loader_id]["inputs"]["model_name"] = H.combo_options(loader["input"]["required"]["model_name"])[0]
+        prompt[loader_id]["inputs"]["model_name"] = X.combo_options(loader["input"]["required"]["model_name"])[0]
         prompt["90"] = {"class_type": "MaskToImage", "inputs": {"mask": [col_id, 1]}}
         prompt["91"] = {"class_type": "SaveImage", "inputs": {"images": ["90", 0], "filename_prefix": "polycolor_mask"}}
         entry = H.wait_history(server.url, H.queue_prompt(server.url, prompt), timeout=240, server=server)

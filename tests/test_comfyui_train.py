@@ -161,10 +161,10 @@ def test_train_then_colour_in_real_comfyui(tmp_path):
         info = H.object_info(server.url)
         assert info["PolycolorTrain"]["display_name"] == "Polycolor Train"
         assert info["PolycolorTrain"]["output"] == ["POLYCOLOR_MODEL"]
-        assert H.combo_options(info["PolycolorModelLoader"]["input"]["required"]["model_name"]) == []
+        assert X.combo_options(info["PolycolorModelLoader"]["input"]["required"]["model_name"]) == []
         ui = json.loads(TRAIN_WORKFLOW.read_text())
         assert H.get_json(server.url, "/api/workflow_templates/polycolor/polycolor_train.json") == ui
-        prompt = H.ui_to_api(ui, info)
+        prompt = X.ui_to_api(ui, info)
         train_id = next(k for k, v in prompt.items() if v["class_type"] == "PolycolorTrain")
         save_id = next(k for k, v in prompt.items() if v["class_type"] == "SaveImage")
         assert prompt[train_id]["inputs"] == {"name": "m8-everyday", "variant": "m8", "steps": 750, "device": "auto"}
@@ -182,7 +182,7 @@ def test_train_then_colour_in_real_comfyui(tmp_path):
         assert cfg["step"] == 3 and cfg["finished"] and cfg["train_config"]["variant"] == "m8"
         assert cfg["train_config"]["colours"] == "canonical+xkcd+hex" and cfg["train_config"]["conditioning"] == "text+rgb+film"
         names = H.object_info(server.url, "PolycolorModelLoader")["PolycolorModelLoader"]["input"]["required"]
-        assert H.combo_options(names["model_name"]) == ["tiny/checkpoint/config.json"]  # the loader's list, refreshed
+        assert X.combo_options(names["model_name"]) == ["tiny/checkpoint/config.json"]  # the loader's list, refreshed
 
         # --- cancel mid-run (the cancel button is POST /interrupt), queue again: it continues, not restarts ---
         prompt[train_id]["inputs"].update(name="resumed", steps=30)  # 15 epochs of 2 steps
