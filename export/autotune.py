@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,47 +28,26 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..polycolor_core.atomic import write_json_atomic
-from ..polycolor_core.cache import cache_dir
+from ..polycolor_core.cache import cache_dir, read_entries
+from ..polycolor_core.precision import cpu_description
+from ..polycolor_core.precision import AUTOTUNE_ENV, BUDGET_ENV, autotune_budget_s, autotune_enabled  # noqa: F401
+from ..polycolor_core.precision import machine_key as _machine_key
 
 log = logging.getLogger("polycolor")
 
 CACHE_FILE = "backend_choice.json"
 SCHEMA = "polycolor-backend-choice/1"
-# CPU flags that change which kernels run (and so which backend wins).
-_SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "avx_vnni")
-
-
-def cpu_description() -> tuple[str, list[str]]:
-    """(CPU model name, the speed-relevant flags it has) from /proc/cpuinfo; platform fallbacks elsewhere."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and name in ("", platform.machine(), platform.processor()):
-                    name = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return name, [f for f in _SPEED_FLAGS if f in flags]
 
 
 def machine_key(device: str = "cpu", threads: int | None = None) -> str:
-    import os
-
-    import torch
-
+    """``precision.machine_key`` plus the onnxruntime version (an ORT upgrade measures the backends again)."""
     try:
         import onnxruntime
 
         ort_version = onnxruntime.__version__
     except ImportError:  # pragma: no cover - onnxruntime is a dependency
         ort_version = "none"
-    name, flags = cpu_description()
-    parts = [name, ",".join(flags), str(threads or os.cpu_count()), torch.__version__, ort_version, str(device)]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return _machine_key(device, threads, f"onnxruntime={ort_version}")
 
 
 def model_key(unet_config: Mapping, image_size: int, embedding_shape: tuple[int, int]) -> str:
@@ -89,14 +67,7 @@ def _cache_path() -> Path:
 
 
 def read_cache(path: Path | None = None) -> dict:
-    path = path or _cache_path()
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {"schema": SCHEMA, "entries": {}}
-    if data.get("schema") != SCHEMA or not isinstance(data.get("entries"), dict):
-        return {"schema": SCHEMA, "entries": {}}  # an unknown or damaged file is measured again, not trusted
-    return data
+    return read_entries(path or _cache_path(), SCHEMA)
 
 
 ROUNDS = 3  # interleaved timing rounds per candidate (choose_backend)
@@ -175,15 +146,10 @@ def choose_backend(
 
 
 # ----------------------------------------------------------------------------- the Colorizer's auto choice
-AUTOTUNE_ENV = "POLYCOLOR_AUTOTUNE"  # "0" turns measuring off: auto = onnx for export folders, torch for checkpoints
-BUDGET_ENV = "POLYCOLOR_AUTOTUNE_SECONDS"
-DEFAULT_BUDGET_S = 1.5  # per candidate (in ROUNDS interleaved rounds), after one warm-up call
-
-
-def enabled() -> bool:
-    import os
-
-    return os.environ.get(AUTOTUNE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+# POLYCOLOR_AUTOTUNE=0 turns measuring off (auto = onnx for export folders, torch for checkpoints); the switch and
+# POLYCOLOR_AUTOTUNE_SECONDS are shared with training's precision choice (polycolor_core/precision.py).
+enabled = autotune_enabled
+budget_s = autotune_budget_s
 
 
 def auto_candidates(info, precision: str, device: str) -> list[str]:
@@ -208,15 +174,6 @@ def probe_inputs(image_size: int, seq_len: int, dim: int, batch: int = 8) -> tup
     rng = np.random.default_rng(0)
     return (rng.random((batch, 3, image_size, image_size), dtype=np.float32),
             rng.standard_normal((batch, seq_len, dim), dtype=np.float32))
-
-
-def budget_s() -> float:
-    import os
-
-    try:
-        return float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_S))
-    except ValueError:
-        return DEFAULT_BUDGET_S
 
 
 def cached_export(checkpoint_dir: Path) -> Path:

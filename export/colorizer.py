@@ -37,7 +37,7 @@ from ..polycolor_core.devices import BACKENDS, check_backend, ort_has_gpu, resol
 from ..polycolor_core.imageio import coerce_image
 from ..polycolor_core.modelinfo import ModelInfo
 from ..polycolor_core.palettes import palette_warning
-from ..polycolor_core.precision import cpu_has_native_bf16, from_bf16_flag, resolve_precision
+from ..polycolor_core.precision import from_bf16_flag, resolve_precision
 from ..polycolor_core.text import CachedTextEncoder
 from . import autotune
 from .autotune import cached_export
@@ -45,7 +45,7 @@ from .config import COLOUR_TABLE_FILE, EXPORTABLE_TEXT_ENCODERS, UNET_FILE, UNET
 
 log = logging.getLogger("polycolor")
 
-__all__ = ["BACKENDS", "OUTPUTS", "ColorizeResult", "Colorizer", "UnknownColourError", "cpu_has_native_bf16", "default_bf16"]
+__all__ = ["BACKENDS", "OUTPUTS", "ColorizeResult", "Colorizer", "UnknownColourError", "default_bf16"]
 
 
 def default_bf16(device: str) -> bool:

@@ -7,6 +7,7 @@ written here can be deleted at any time: it is rebuilt on the next use.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -25,3 +26,15 @@ def cache_dir(*parts: str) -> Path:
     d = cache_root().joinpath(*parts)
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def read_entries(path: Path, schema: str) -> dict:
+    """A measured-choice cache file (``{"schema": ..., "entries": {key: ...}}``); a missing, damaged or foreign
+    file reads as empty, so it is measured again rather than trusted."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {"schema": schema, "entries": {}}
+    if not isinstance(data, dict) or data.get("schema") != schema or not isinstance(data.get("entries"), dict):
+        return {"schema": schema, "entries": {}}
+    return data

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from polycolor.export import autotune
+from polycolor.polycolor_core import precision
 
 
 class FakeBackend:
@@ -132,7 +133,7 @@ def test_keys_follow_machine_and_architecture(monkeypatch):
     assert autotune.model_key({"a": 1}, 112, (8, 384)) != autotune.model_key({"a": 1}, 128, (8, 384))
     assert autotune.model_key({"a": 1}, 112, (8, 384)) == autotune.model_key({"a": 1}, 112, (8, 384))
     base = autotune.machine_key("cpu", 2)
-    monkeypatch.setattr(autotune, "cpu_description", lambda: ("Other CPU", ["avx2"]))
+    monkeypatch.setattr(precision, "cpu_description", lambda: ("Other CPU", ["avx2"]))
     assert autotune.machine_key("cpu", 2) != base
 
 

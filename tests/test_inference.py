@@ -17,10 +17,11 @@ import pytest
 import torch
 from PIL import Image
 
-from polycolor.export.colorizer import Colorizer, cpu_has_native_bf16, default_bf16
+from polycolor.export.colorizer import Colorizer, default_bf16
 from polycolor.export.infer import colorize_dataset
 from polycolor.export.onnx_export import export_model
 from polycolor.polycolor_core.colours import UnknownColourError
+from polycolor.polycolor_core import precision
 from polycolor.polycolor_core.imageio import ImageInputError
 from polycolor.polycolor_core.synthetic import SyntheticDataset
 
@@ -95,7 +96,7 @@ def test_torch_backend_on_an_orphaned_export(ckpt, tmp_path):
 
 def test_bf16_default_and_accuracy(ckpt, torch_col, polygons):
     assert default_bf16("cuda") is False
-    assert default_bf16("cpu") is cpu_has_native_bf16()
+    assert default_bf16("cpu") is precision.native_bf16("cpu")
     fast = Colorizer.from_pretrained(ckpt, bf16=True)
     assert fast.backend.bf16 is True
     a, b = fast(polygons, "cyan"), torch_col(polygons, "cyan")
