@@ -10,6 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from .polycolor_core.atomic import write_text_atomic
 from .polycolor_core.profiles import get_profile, profile_train_settings
 from .polycolor_core.variants import get_variant
 
@@ -105,7 +106,8 @@ def _setting_notes(t: dict, has_ssim: bool = True, precision: str | None = None,
     if precision is None and t.get("bf16"):  # settings of a run written before `precision`
         precision = "bf16"
     if precision is not None and precision != study.get("precision", "fp32"):
-        why = " (chosen by precision 'auto': this hardware has native bf16)" if t.get("precision") == "auto" else ""
+        why = (" (chosen by precision 'auto': the faster native precision here, timed, and not vetoed on quality)"
+               if t.get("precision") == "auto" else "")
         notes.append(f"{precision} autocast in training{why} (the study: {study.get('precision', 'fp32')}).")
     if t.get("conditioning", "text") != study.get("conditioning", "text"):
         film = " that also scales and shifts every UNet block (FiLM)" if t["conditioning"] == "text+rgb+film" else ""
@@ -171,6 +173,17 @@ def _colour_lines(table: dict | None) -> list[str]:
             render_markdown(table), ""]
 
 
+def precision_cell(info) -> str:
+    """A run's training precision and how ``auto`` chose it (training_precision.py), for the per-model table."""
+    if info is None:
+        return "-"
+    choice = info.meta.get("precision_choice") or {}
+    if choice.get("requested") != "auto":
+        return info.precision
+    rates = ", ".join(f"{p} {r:.1f}" for p, r in (choice.get("rates") or {}).items())
+    return f"{info.precision} (auto: {choice.get('reason', '').split(': ', 1)[-1]}{'; img/s ' + rates if rates else ''})"
+
+
 def write_report(out: Path, profile: str, models: list[str], board, curves: Path | None, notes: list[str],
                  runs: Path, train_seconds: dict[str, float], seconds: float, colours: dict | None = None) -> Path:
     from .polycolor_core import __version__
@@ -233,7 +246,7 @@ def write_report(out: Path, profile: str, models: list[str], board, curves: Path
         last = rows[-1] if rows else {}
         info = ModelInfo.find(runs / name)
         lines.append(f"| {name} | {last.get('epoch', '-')} | {last.get('step', '-')} | "
-                     f"{info.precision if info else '-'} | "
+                     f"{precision_cell(info)} | "
                      f"{train_seconds.get(name, float('nan')):.0f} | {last.get('loss', float('nan')):.4f} | "
                      f"{last.get('val_de76_polygon', float('nan')):.2f} | {links} |")
     lines += ["", "Each model's last sample grid (input | prediction | target):", ""]
@@ -242,11 +255,12 @@ def write_report(out: Path, profile: str, models: list[str], board, curves: Path
         if grids:
             lines.append(f"**{name}** ![{name}]({grids[-1].relative_to(out).as_posix()})")
             lines.append("")
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
+    report = write_text_atomic(out / "report.md", "\n".join(lines))
     summary = {"profile": profile, "models": models, "seconds": seconds, "train_seconds": train_seconds,
                "precision": {m: (i.precision if (i := ModelInfo.find(runs / m)) else None) for m in models},
+               "precision_choice": {m: (i.meta.get("precision_choice") if (i := ModelInfo.find(runs / m)) else None)
+                                    for m in models},
                "deviations": notes, "leaderboard": board.to_dict(), "colour_generalisation": colours,
                "training": {m: read_metrics(runs / m) for m in models}}
-    (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_text_atomic(out / "report.json", json.dumps(summary, indent=2, default=str))
     return report

@@ -31,7 +31,7 @@ from .lpips_loader import lpips_source
 from .model import create_model
 from .palettes import recorded_palette
 from .modelinfo import ModelInfo
-from .precision import resolve_precision
+from .training_precision import PrecisionChoice, StepTimer, choose, cost_key
 from .text import CachedTextEncoder, get_text_encoder
 from .trainconfig import TrainConfig, config_from_profile, parse_size_schedule  # noqa: F401 (re-exported)
 from .trainio import TrainBatches, ValidationSet, images_to_tensor, save_sample_grid
@@ -149,6 +149,34 @@ def settings_for_resume(cfg: TrainConfig, ckpt_dir: Path, announce: bool = True)
     return dataclasses.replace(saved, **keep)
 
 
+def decide_precision(cfg: TrainConfig, variant, model, encoder, weights, lpips_net, device, stages, total_steps,
+                     resumed_from: Path | None = None) -> PrecisionChoice:
+    """The run's precision (``training_precision.choose``). A resumed run keeps the one it started with; under DDP
+    rank 0 decides and every rank follows."""
+    if resumed_from is not None:
+        info = ModelInfo.read(resumed_from)
+        recorded = info.meta.get("precision_choice")
+        return (PrecisionChoice.from_dict(recorded) if isinstance(recorded, dict) else
+                PrecisionChoice(info.precision, cfg.precision, f"{info.precision}: recorded by the run"))
+    rank, world = _dist_info()
+    choice = None
+    if rank == 0:
+        shares: dict[int, float] = {}
+        for size, start, end in stages:  # each size's share of the run's steps
+            shares[size] = shares.get(size, 0.0) + (end - start) / total_steps
+        emb = condition(model, encoder(["red"]).to(device), ["red"])  # [1,L(+1),D]
+        key = cost_key(str(device), variant.to_dict() | {"conditioning": cfg.conditioning}, emb.shape[1:], shares,
+                       cfg.batch_size, lpips_net is not None)
+        timer = StepTimer(model, lambda pred, y: composite_loss(pred, y, weights, lpips_net)[0], emb, shares,
+                          cfg.batch_size, cfg.grad_clip, device)
+        choice = choose(cfg.precision, str(device), variant.name, key, timer)
+    if world > 1:
+        box = [choice]
+        torch.distributed.broadcast_object_list(box, src=0)
+        choice = box[0]
+    return choice
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path  # the run's checkpoint folder
@@ -172,8 +200,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     if resuming:
         cfg = settings_for_resume(cfg, ckpt_dir, announce=rank == 0)
     device = torch.device(resolve_device(cfg.device))
-    precision = resolve_precision(cfg.precision, str(device))  # auto: bf16 only where the hardware has it natively
-    bf16 = precision == "bf16"
     variant = get_variant(cfg.variant).tiny() if cfg.tiny_model else get_variant(cfg.variant)
     torch.manual_seed(cfg.seed)
 
@@ -210,6 +236,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     torch.manual_seed(cfg.seed)
     model = create_model(variant, encoder.spec.dim, conditioning=cfg.conditioning)  # text+rgb+film: with FiLM
     model = attach_colour_token(model, cfg.conditioning).to(device)  # text+rgb(+film): the RGB token
+    # auto: the fastest native precision that quality allows, timed once per machine and shape (training_precision.py)
+    choice = decide_precision(cfg, variant, model, encoder, weights, lpips_net, device, stages, total_steps,
+                              ckpt_dir if resuming else None)
+    precision = choice.precision
+    bf16 = precision == "bf16"
+    if rank == 0 and cfg.precision == "auto" and progress is not False:
+        print(f"[polycolor] {variant.name}: precision {choice.reason}"
+              + (f" ({', '.join(f'{k} {v:.1f} img/s' for k, v in choice.rates.items())})" if choice.rates else ""))
     # channels_last lets oneDNN/cuDNN pick their fast bf16 convolution kernels (~1.6x on this CPU)
     memory_format = torch.channels_last if bf16 else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -236,7 +270,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
                       lpips_dropped=lpips_dropped, lpips_note=lpips_note,
                       lpips_source=lpips_source(lpips_net), total_steps=total_steps,
                       **({"palette": recorded_palette(cfg.colours)} if cfg.colours else {}),
-                      steps_per_epoch=steps_per_epoch, world_size=world, precision=precision)
+                      steps_per_epoch=steps_per_epoch, world_size=world, precision=precision,
+                      precision_choice=choice.to_dict())
     log_path = out / "metrics.jsonl"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)

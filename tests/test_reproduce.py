@@ -38,6 +38,10 @@ def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
     assert [r["name"] for r in table["rows"]][0].endswith("m4") and len(table["rows"]) == 3
     report = json.loads((out / "report.json").read_text())
     assert report["models"] == ["m1", "m2", "m4"] and {row["name"] for row in report["leaderboard"]["rows"]} >= {"m1", "m4"}
+    # how precision auto chose is in the report: the checkpoint's record, and a cell per model
+    choice = report["precision_choice"]["m1"]
+    assert choice["requested"] == "auto" and choice["precision"] == report["precision"]["m1"] and choice["reason"]
+    assert f"| {choice['precision']} (auto: {choice['reason'].split(': ', 1)[1]}" in md
     # each model was scored in the training pool as soon as it was trained: the same numbers as scoring afterwards
     from polycolor.eval.leaderboard import run_leaderboard
 
