@@ -7,10 +7,15 @@
 
 One step = forward + the variant's composite loss (LPIPS included when ``--lpips`` and its weights load)
 + backward + gradient clipping at 1.0 + AdamW, as in ``polycolor_core/train.py``. GFLOP/img counts
-forward+backward (torch's FlopCounterMode); "% peak" divides the achieved GFLOP/s by the matmul peak of
-the same precision measured in the same run. Only the precisions this CPU does natively are timed (the
+forward+backward (torch's FlopCounterMode); "% peak" divides the achieved GFLOP/s by the peak of the same
+precision (below). Only the precisions this CPU does natively are timed (the
 table says which were skipped and why). Ratios are meaningful within one run only: quote them with the CPU
 line printed at the top.
+
+The "auto" column marks the precision ``polycolor train --precision auto`` picks for that row and why
+(``polycolor_core/training_precision.py``: fastest native precision that no quality veto rules out), fed with
+the rates of this run. "% peak" is of an honest ceiling (``_machine.py``: the higher of the best matmul over
+several shapes and thread counts and the theoretical figure from flags and clock), never above 100%.
 
 Levers (``--levers``), each on m1 and m8 at 32 px, batch 4 unless stated:
   layout    fp32 contiguous vs channels_last
@@ -37,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from _machine import describe_line, machine_info  # noqa: E402
+from _machine import ceiling, describe_line, machine_info  # noqa: E402
 
 DIM = 384  # minilm-l6's embedding width (the profiles' text encoder)
 
@@ -106,6 +111,23 @@ def bench(variant: str, size: int, precision: str = "fp32", batch: int = 4, step
             "gflop_per_image": flops / 1e9, "gflops": ips * flops / 1e9}
 
 
+def auto_choice(variant: str, size: int, timed: dict) -> dict:
+    """What training's ``precision="auto"`` picks for this row: the real decision (native candidates, quality
+    vetoes) fed with the rates just measured (``timed``: precision -> bench row), not a stored choice."""
+    import tempfile
+
+    from polycolor.polycolor_core.training_precision import choose
+
+    with tempfile.TemporaryDirectory() as tmp:
+        c = choose("auto", "cpu", variant, f"bench:{variant}:{size}", lambda p: timed[p]["images_per_s"],
+                   cache_path=Path(tmp) / "choice.json")
+    rate = timed[c.precision]["images_per_s"]
+    return {"variant": variant, "size": size, "precision": c.precision, "reason": c.reason,
+            "vetoed": dict(c.vetoed), "images_per_s": rate,
+            "vs_fp32": rate / timed["fp32"]["images_per_s"],
+            "rates": {p: r["images_per_s"] for p, r in timed.items()}}
+
+
 def _worker(args, queue) -> None:
     queue.put(bench(*args[:5], threads=1))
 
@@ -138,82 +160,39 @@ def data_ms(size: int = 32, batch: int = 4, n: int = 20) -> float:
 
 
 def levers(models, batch: int, steps: int, compile: bool, lpips: bool, say) -> list[dict]:
-    rows = []
-    for m in models:
-        for cl in (False, True):
-            rows.append({"lever": "layout", **bench(m, 32, "fp32", batch, steps, channels_last=cl)})
-            say(rows[-1])
-        rows.append({"lever": "batch", **bench(m, 32, "fp32", 2 * batch, steps)})
-        say(rows[-1])
-        rows.append({"lever": "workers", **bench(m, 32, "fp32", batch, steps, threads=2)})
-        say(rows[-1])
-        rows.append({"lever": "workers", **two_workers(m, 32, batch, steps)})
-        say(rows[-1])
-        torch.set_num_threads(2)
-        if lpips:
-            try:
-                rows.append({"lever": "lpips", **bench(m if m != "m1" else "m2", 32, "fp32", batch, steps, lpips=True)})
-                say(rows[-1])
-            except Exception as exc:  # weights unavailable: say so rather than time something else
-                rows.append({"lever": "lpips", "variant": m, "skipped": f"{type(exc).__name__}: {exc}"[:200]})
-        if compile:
-            rows.append({"lever": "compile", **bench(m, 32, "fp32", batch, steps, compile=True)})
-            say(rows[-1])
-    ms = data_ms(32, batch)
-    rows.append({"lever": "data", "variant": "-", "size": 32, "batch": batch, "ms_per_batch": ms})
-    return rows
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="m1,m5,m8", help="comma-separated variants (default m1,m5,m8)")
-    ap.add_argument("--sizes", default="32,64", help="comma-separated sizes in px (default 32,64)")
-    ap.add_argument("--batch", type=int, default=4, help="images per step (default 4, the cpu profile's)")
-    ap.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up (default 3)")
-    ap.add_argument("--quick", action="store_true", help="m1 and m8 at 32 px only (< 3 min on 2 cores)")
-    ap.add_argument("--levers", action="store_true", help="also time the reproduce levers (see below)")
-    ap.add_argument("--lpips", action="store_true", help="levers: include the LPIPS term row")
-    ap.add_argument("--compile", action="store_true", help="levers: include torch.compile (slow to compile)")
-    ap.add_argument("--json", default="benchmarks/train_speed.json", help="where to write the results")
-    args = ap.parse_args(argv)
-    models, sizes = args.models.split(","), [int(s) for s in args.sizes.split(",")]
-    if args.quick:
-        models, sizes = ["m1", "m8"], [32]
-
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=max(120, Console().width))
-    info = machine_info("cpu")
-    console.print(f"[bold]train_speed[/] on {describe_line(info)}", highlight=False)
-    peaks = info["peak_gflops"]
-
-    def say(r):
-        console.print(f"  {r['variant']} {r['size']}px b{r['batch']} {r['precision']} {r['layout']} "
-                      f"threads {r['threads']}{' +lpips' if r.get('lpips') else ''}: {r['images_per_s']:.1f} img/s",
-                      highlight=False)
-
-    rows = []
+    rows, auto_rows = [], []
     for m in models:
         for s in sizes:
+            here = {}
             for p in info["native_precisions"]:
                 rows.append(bench(m, s, p, args.batch, args.steps))
+                here[p] = rows[-1]
                 say(rows[-1])
+            auto_rows.append(auto_choice(m, s, here))
     lever_rows = levers(["m1", "m8"], args.batch, args.steps, args.compile, args.lpips, say) if args.levers else []
+    peak_notes = {}
+    for p in info["native_precisions"]:  # an honest ceiling: no kernel of this run above the peak
+        peaks[p], peak_notes[p] = ceiling(peaks[p], [r["gflops"] for r in rows + lever_rows
+                                                     if r.get("precision") == p and "gflops" in r])
     for r in rows + lever_rows:
         if "gflops" in r:
             r["pct_peak"] = 100 * r["gflops"] / peaks["fp32" if r["precision"] == "fp32" else "bf16"]
 
-    table = Table(title=f"training throughput (batch {args.batch}, {torch.get_num_threads()} threads)")
-    for col in ("variant", "px", "precision", "layout", "img/s", "ms/step", "GFLOP/img", "GFLOP/s", "% peak"):
+    table = Table(title=f"training throughput (batch {args.batch}, {torch.get_num_threads()} threads); "
+                        "auto = what `polycolor train --precision auto` picks here (training_precision.py)")
+    for col in ("variant", "px", "precision", "layout", "img/s", "ms/step", "GFLOP/img", "GFLOP/s", "% peak", "auto"):
         table.add_column(col, justify="right")
     for r in rows:
+        a = next(a for a in auto_rows if a["variant"] == r["variant"] and a["size"] == r["size"])
+        mark = f"<- {a['reason']}" if a["precision"] == r["precision"] else ""
         table.add_row(r["variant"], str(r["size"]), r["precision"], r["layout"], f"{r['images_per_s']:.1f}",
-                      f"{r['ms_per_step']:.0f}", f"{r['gflop_per_image']:.3f}", f"{r['gflops']:.1f}", f"{r['pct_peak']:.0f}%")
+                      f"{r['ms_per_step']:.0f}", f"{r['gflop_per_image']:.3f}", f"{r['gflops']:.1f}",
+                      f"{r['pct_peak']:.0f}%", mark)
     for p, why in info["skipped_precisions"].items():
-        table.add_row("all", ",".join(map(str, sizes)), p, "-", "skipped", "-", "-", "-", why)
+        table.add_row("all", ",".join(map(str, sizes)), p, "-", "skipped", "-", "-", "-", "-", why)
     console.print(table)
+    for p, v in peaks.items():
+        console.print(f"% peak of {p}: {v:.0f} GFLOP/s ({peak_notes[p] or info['peak_source'][p]})", highlight=False)
     if lever_rows:
         lt = Table(title="reproduce levers (32 px, fp32)")
         for col in ("lever", "variant", "batch", "layout", "threads", "img/s", "ms/step", "note"):
@@ -230,7 +209,8 @@ def main(argv=None) -> int:
                 lt.add_row(r["lever"], r["variant"], str(r["batch"]), r["layout"], str(r["threads"]),
                            f"{r['images_per_s']:.1f}", f"{r['ms_per_step']:.0f}", note)
         console.print(lt)
-    out = {"machine": info, "batch": args.batch, "steps": args.steps, "rows": rows, "levers": lever_rows}
+    out = {"machine": info, "peaks_used": peaks, "peak_notes": peak_notes, "batch": args.batch, "steps": args.steps,
+           "rows": rows, "auto": auto_rows, "levers": lever_rows}
     from polycolor.polycolor_core.atomic import write_json_atomic
 
     path = write_json_atomic(args.json, out, sort_keys=False)
