@@ -256,9 +256,12 @@ def infer(model: Path, data_path: Path, out: Path, colour, backend, device, prec
 @click.option("--text-encoder", default=None, metavar="NAME[:PATH]",
               help="Every model's text encoder instead of the profile's, e.g. minilm-l6 (ships with the package: "
                    "the report profile offline) or clip-vit-b32:/path/to/clip; the report states it as a deviation.")
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default=None,
+              help="Every model's training precision instead of the profile's: auto (per model, the fastest native "
+                   "precision measured here that quality allows), bf16 or fp32 [default: the profile's].")
 @click.option("--list-profiles", is_flag=True, help="Describe the profiles and exit.")
 def reproduce(profile: str, out: Path | None, models: str, jobs: int | None, text_encoder: str | None,
-              list_profiles: bool) -> None:
+              precision: str | None, list_profiles: bool) -> None:
     """Train every variant without a finished checkpoint (resuming unfinished ones), rank them on held-out
     shapes and write OUT/report.md with plots and sample grids. Rerun to continue after an interruption.
 
@@ -286,7 +289,7 @@ def reproduce(profile: str, out: Path | None, models: str, jobs: int | None, tex
     try:
         names = [str(m) for m in parse_models(models)]
         result = run_reproduce(profile=profile, out=out or Path(f"reproduce-{profile}"), models=names, jobs=jobs,
-                               text_encoder=text_encoder)
+                               text_encoder=text_encoder, precision=precision)
     except ValueError as exc:
         _fail(str(exc), 2)
     sys.exit(0 if result.complete else 1)

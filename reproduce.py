@@ -199,9 +199,11 @@ COLOUR_TABLE_LIMIT = 40  # the first 40 names of each colour set (all 8 canonica
 
 def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), models: list[str] | None = None,
                   eval_n: int | None = None, eval_size: int = 128, jobs: int | None = None,
-                  text_encoder: str | None = None) -> ReproduceResult:
+                  text_encoder: str | None = None, precision: str | None = None) -> ReproduceResult:
     """Train, score and report (module docstring). ``text_encoder``: every model's, instead of the profile's (the
-    report profile's CLIP needs a download; ``minilm-l6`` ships with the package); the report states it."""
+    report profile's CLIP needs a download; ``minilm-l6`` ships with the package); the report states it.
+    ``precision``: every model's training precision instead of the profile's (``auto`` decides per model by
+    measurement: ``polycolor_core/training_precision.py``)."""
     import functools
 
     from rich.console import Console
@@ -238,7 +240,7 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
             jobs_for[("colours", name)] = (colours_of, ([str(runs / name)],))
         return jobs_for
 
-    overrides = {"text_encoder": text_encoder} if text_encoder else None
+    overrides = {k: v for k, v in (("text_encoder", text_encoder), ("precision", precision)) if v} or None
     trained, skipped, train_seconds, extra = train_all(models, profile, runs, jobs, followups, overrides)
     if skipped:
         console.print(f"already finished (kept): {', '.join(skipped)}")

@@ -93,7 +93,14 @@ def test_reproduce_text_encoder_reaches_every_model_and_the_cli(tmp_path, monkey
     res = CliRunner().invoke(cli.main, ["reproduce", "--profile", "report", "--text-encoder", "minilm-l6",
                                         "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
-    assert got["text_encoder"] == "minilm-l6" and got["profile"] == "report"
+    assert got["text_encoder"] == "minilm-l6" and got["profile"] == "report" and got["precision"] is None
+    res = CliRunner().invoke(cli.main, ["reproduce", "--precision", "fp32", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0 and got["precision"] == "fp32" and got["text_encoder"] is None
+    seen.clear()
+    rep.train_all(["m1"], "cpu", tmp_path, jobs=1, overrides={"precision": "fp32"})
+    assert seen[0].precision == "fp32"  # the cpu profile's auto, overridden
+    res = CliRunner().invoke(cli.main, ["reproduce", "--precision", "half"])
+    assert res.exit_code == 2 and "half" in res.output
 
 
 def test_list_profiles_and_bad_models():
