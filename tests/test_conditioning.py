@@ -254,16 +254,16 @@ def test_comfyui_node_warns_naming_the_palette(text_checkpoint, caplog):
     import logging
 
     from polycolor.export.colorizer import Colorizer
-    from polycolor.nodes.colorize import PolycolorColorize
+    from polycolor.nodes.colorize import colorize  # the Polygon Colorize node's implementation (V3 execute calls it)
 
     col = Colorizer.from_pretrained(text_checkpoint, backend="torch", precision="fp32")
     image = torch.from_numpy(_polygon()[None].astype(np.float32) / 255.0)
     with caplog.at_level(logging.WARNING, logger="polycolor"), pytest.warns(UserWarning):
-        PolycolorColorize().colorize(col, image, "gold")
+        colorize(col, image, "gold")
     assert any("'gold'" in r.getMessage() and "red, green, blue" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="polycolor"):
-        PolycolorColorize().colorize(col, image, "red")
+        colorize(col, image, "red")
     assert not [r for r in caplog.records if "trained on" in r.getMessage()]
 
 
