@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import write_text_atomic
 from .checkpoint import build_meta, load_checkpoint, load_training_state, save_checkpoint
 from .devices import resolve_device
 from .losses import LpipsUnavailable, composite_loss, load_lpips, rgb_to_lab
@@ -260,6 +261,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
         step = int(loaded.meta["step"])
+        if rank == 0:
+            trim_metrics(out / "metrics.jsonl", step)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     core = model.module if world > 1 else model
@@ -330,6 +333,29 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     if bar is not None:
         bar.close()
     return TrainResult(ckpt_dir, core, step, step >= total_steps)
+
+
+def trim_metrics(path: Path, step: int) -> int:
+    """Keep the rows of ``metrics.jsonl`` up to the checkpoint's ``step`` (atomically); returns how many were dropped.
+
+    A run killed after an epoch's row was appended but before its checkpoint was committed redoes that epoch when
+    resumed; without this its row would be logged twice. A torn last line (killed mid-append) goes too."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+            ok = isinstance(row, dict) and int(row.get("step", 0)) <= step
+        except (ValueError, TypeError):
+            ok = False
+        if ok:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+    return dropped
 
 
 def is_finished(run_dir: str | Path) -> bool:

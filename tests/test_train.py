@@ -265,6 +265,26 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert r.finished and is_finished(cfg_b.out)
 
 
+def test_resume_logs_each_epoch_once_after_a_kill_between_log_and_checkpoint(tmp_path):
+    """A kill after an epoch's metrics row was appended but before its checkpoint landed (and one mid-append) must
+    not leave that epoch logged twice, or a torn line, once the run is resumed (issue 26)."""
+    cfg = tiny_cfg(tmp_path, epochs=3, samples_per_epoch=8)  # 2 steps per epoch
+    train(cfg, progress=False, stop_after_steps=4)  # epochs 1 and 2 logged and checkpointed
+    log = Path(cfg.out) / "metrics.jsonl"
+    rows = log.read_text().splitlines()
+    # the checkpoint goes back to epoch 1 (as if epoch 2's commit was killed), and a third row was half written
+    meta_file = Path(cfg.out) / "checkpoint" / "config.json"
+    train(tiny_cfg(tmp_path / "one", epochs=3, samples_per_epoch=8), progress=False, stop_after_steps=2)
+    for name in ("config.json", "model.safetensors", "training_state.safetensors", "training_state.json"):
+        src = tmp_path / "one" / "m1" / "checkpoint" / name
+        if src.exists():
+            (meta_file.parent / name).write_bytes(src.read_bytes())
+    log.write_text("\n".join(rows) + '\n{"epoch": 3, "st')
+    r = train(cfg, resume=True, progress=False)
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert r.finished and epochs == [1, 2, 3]  # no repeat, no gap, no torn line
+
+
 def test_resume_refuses_a_different_run(tmp_path):
     cfg = tiny_cfg(tmp_path, epochs=1, samples_per_epoch=4)
     train(cfg, progress=False)
