@@ -206,36 +206,61 @@ def export(model: Path, out: Path, fp16: bool, with_text_encoder: bool, colours:
 
 @main.command(context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True, path_type=Path))
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True, path_type=Path),
-              help="A folder of images, a CSV with image,colour columns, or a data.json in the original layout.")
+@click.option("--data", "data_path", required=True,
+              help="A folder of images, a CSV with image,colour columns, a data.json in the original layout, or "
+                   "hf:SPEC (a Hugging Face dataset: hf:DIR, hf:FILE.parquet, hf:HUB_ID[:split]).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--colour", default=None,
               help="Colour for every image (needed for a plain folder of images); 'red,blue' colours each image twice.")
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="auto", show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, cuda, cuda:N or auto; under torchrun/accelerate 'cuda' means each rank's cuda:LOCAL_RANK.")
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default="auto", show_default=True,
               help="torch backend: auto = bf16 only where the hardware has native bf16, else fp32.")
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--output", "output", type=click.Choice(["composite", "raw"]), default="composite", show_default=True,
               help="composite: a solid fill of the model's colour pasted into each image at its own size, every "
                    "other pixel untouched; raw: the model's whole picture scaled back (the study's figures).")
-def infer(model: Path, data_path: Path, out: Path, colour, backend, device, precision, batch_size, output) -> None:
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process (or one rank each under torchrun / accelerate launch); ray: a pool of Ray "
+                   "Data actors on the running Ray cluster (RAY_ADDRESS) or a local one (pip install 'polycolor[ray]').")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="--engine ray: actors in the pool [default: one per CPU, or per GPU with --device cuda].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads per process or actor [default: the physical cores shared by the local ranks; 1 per Ray actor].")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Keep outputs an earlier run made with the same model, colour and input (OUT/infer_manifest.json); "
+                   "--no-resume redoes every item.")
+def infer(model: Path, data_path: str, out: Path, colour, backend, device, precision, batch_size, output, engine,
+          workers, threads, resume) -> None:
     """Colour every image in --data with MODEL (a run, checkpoint or ONNX export folder).
 
     Any size and aspect ratio: images are letterboxed to the model's square, never squashed. Outputs keep the
-    data.json `output_image` names; bad items are skipped and listed in OUT/report.json.
+    data.json `output_image` names; bad items are skipped and listed in OUT/report.json. Each output is written
+    atomically and recorded in OUT/infer_manifest.json, so a rerun after a crash does only what is missing.
 
     Example: polycolor infer runs/m8 --data ../shared/data/ayna/validation --out colored/
+
+    At scale: torchrun --nproc_per_node 4 -m polycolor.cli infer ... (or accelerate launch -m polycolor.cli
+    infer ...) splits the items across ranks; --engine ray runs Ray Data actors.
     """
     from .export.infer import colorize_dataset
 
     try:
         report = colorize_dataset(model, data_path, out, colour=colour, backend=backend, device=device,
-                                  precision=precision, batch_size=batch_size, progress=True, output=output)
-    except (ValueError, FileNotFoundError) as exc:
+                                  precision=precision, batch_size=batch_size, progress=True, output=output,
+                                  engine=engine, workers=workers, threads=threads, resume=resume)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc), 2)
-    click.echo(f"wrote {len(report['written'])} images to {out} ({report.get('backend', '')}); "
-               f"skipped {len(report['skipped'])}; details in {out / 'report.json'}")
+    if "per_rank" not in report:  # a rank other than 0 under torchrun: rank 0 prints the job's summary
+        sys.exit(1 if report["skipped"] else 0)
+    kept = report["counts"].get("already_done", 0)
+    ranks = f" by {len(report['per_rank'])} ranks" if len(report["per_rank"]) > 1 else ""
+    click.echo(f"wrote {len(report['written'])} images to {out} ({report.get('backend', '')}{ranks}); "
+               f"skipped {kept} already done (same model, colour and input); "
+               f"skipped {len(report['skipped'])} that could not be made; details in {out / 'report.json'}")
+    for why, n in sorted(report.get("redo_reasons", {}).items()):
+        click.echo(f"  redid {n}: {why}")
     for item in report["skipped"]:
         click.echo(f"  skipped {item['input']} ({item.get('colour')}): {item['reason']}")
     if report.get("palette_warning"):

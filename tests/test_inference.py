@@ -197,7 +197,7 @@ def test_colorize_folder(onnx_col, polygons, tmp_path):
     assert any("converted RGBA to RGB" in n for n in b_notes) and any("resized" in n for n in b_notes)
     reasons = {s["input"]: s["reason"] for s in report["skipped"]}
     assert "not an image file" in reasons["notes.txt"] and "not a readable image" in reasons["broken.png"]
-    assert report["counts"] == {"items": 7, "written": 4, "skipped": 3}  # broken.png once per colour
+    assert report["counts"] == {"items": 7, "written": 4, "skipped": 3, "already_done": 0}  # broken.png once per colour
     assert any("RGBA" in n for n in report["notes"]) and any("resized" in n for n in report["notes"])
     assert json.loads((tmp_path / "out" / "report.json").read_text())["counts"] == report["counts"]
 
@@ -240,7 +240,7 @@ def test_colorize_csv(export_dir, polygons, tmp_path):
     assert "unknown colour" in reasons[("imgs/a.png", "notacolour")]
     assert "not a readable image" in reasons[("imgs/c.txt", "red")]
     assert "empty colour" in reasons[("imgs/a.png", "")]
-    assert report["counts"] == {"items": 8, "written": 3, "skipped": 5}
+    assert report["counts"] == {"items": 8, "written": 3, "skipped": 5, "already_done": 0}
     for name in outs:
         assert (tmp_path / "out" / name).is_file()
 
