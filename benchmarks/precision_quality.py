@@ -7,12 +7,13 @@ held-out families, and say whether the lower precision should be vetoed (``train
 Each run is ``polycolor train VARIANT --profile P --precision X --seed S`` in its own process with one thread
 (resumable: a finished run is not trained again), so the weights are exactly what ``polycolor train`` gives.
 Scoring: ``polycolor-eval``'s leaderboard (``run_leaderboard``) on the held-out split plus ``--user-families`` images
-per user-input family, every run scored with the same fp32 torch inference, composite output (what users get).
-Training precision is the only difference between the two groups of runs.
+per user-input family, every run scored with the same fp32 torch inference, on both outputs: the composite (what
+users get) and the raw picture (the model itself, before the composite snaps its mask to the outline). Training
+precision is the only difference between the two groups of runs.
 
-Verdict (per the lower precision): *veto* when its mean in-polygon dE00 over seeds is worse than fp32's on more than
-half of the families *and* its all-families mean is worse by more than the larger of the two groups' seed sd;
-otherwise *no measurable cost*. bf16 on a CPU without native bf16 is emulated (slow) but computes the same
+Verdict (per the lower precision and output): *veto* when its mean in-polygon dE00 over seeds is worse than fp32's
+on more than half of the families *and* its all-families mean is worse by more than the larger of the two groups'
+seed sd; otherwise *no measurable cost*. A veto on either output vetoes the precision. bf16 on a CPU without native bf16 is emulated (slow) but computes the same
 bf16-rounded products accumulated in fp32, so the quality verdict carries over; the times do not.
 Writes ``--json`` (default benchmarks/precision_quality.json) and prints a table per family.
 """
@@ -95,26 +96,30 @@ def main(argv=None) -> int:
 
     from polycolor.eval.leaderboard import run_leaderboard
 
+    outputs = ("composite", "raw")
     lb = run_leaderboard([str(r) for _, _, r in plan], n=args.n, user_n=args.user_families, backend="torch",
-                         bf16=False, outputs=("composite",), reference=False, threads=2, lpips="off")
-    rows = {r.source: r for r in lb.rows if r.kind == "model"}
-    scores: dict[str, dict[str, list[float]]] = {p: {} for p in precisions}
+                         bf16=False, outputs=outputs, reference=False, threads=2, lpips="off")
+    scores: dict[str, dict[str, dict[str, list[float]]]] = {o: {p: {} for p in precisions} for o in outputs}
     for p, _, run in plan:
-        row = next(r for src, r in rows.items() if src and Path(src).resolve().is_relative_to(run.resolve()))
-        for fam, metrics in {**row.by_family, "all": row.metrics}.items():
-            scores[p].setdefault(fam, []).append(float(metrics[KEY]))
-    verdicts = [verdict(scores, p, precisions[0]) for p in precisions[1:]]
+        for row in lb.rows:
+            if row.kind == "model" and row.source and Path(row.source).resolve().is_relative_to(run.resolve()):
+                for fam, metrics in {**row.by_family, "all": row.metrics}.items():
+                    scores[row.output][p].setdefault(fam, []).append(float(metrics[KEY]))
+    verdicts = [dict(verdict(scores[o], p, precisions[0]), output=o) for o in outputs for p in precisions[1:]]
 
-    fams = list(scores[precisions[0]])
-    print(f"\nin-polygon dE00 of the composite, mean +- sd over seeds {args.seeds} ({args.variant}, {args.profile}):")
-    print("| family | " + " | ".join(precisions) + " |\n|---|" + "---|" * len(precisions))
-    for f in fams:
-        print(f"| {f} | " + " | ".join("{:.2f} +- {:.2f}".format(*mean_sd(scores[p][f])) for p in precisions) + " |")
+    for o in outputs:
+        print(f"\nin-polygon dE00 of the {o} output, mean +- sd over seeds {args.seeds} ({args.variant}, {args.profile}):")
+        print("| family | " + " | ".join(precisions) + " |\n|---|" + "---|" * len(precisions))
+        for f in scores[o][precisions[0]]:
+            print(f"| {f} | " + " | ".join("{:.2f} +- {:.2f}".format(*mean_sd(scores[o][p][f])) for p in precisions)
+                  + " |")
     for v in verdicts:
-        print(v["text"])
+        print(f"{v['output']}: {v['text']}")
+    vetoed = sorted({v["precision"] for v in verdicts if v["veto"]})
+    print("veto: " + (", ".join(vetoed) if vetoed else f"none (add none to QUALITY_VETOES for {args.variant})"))
     result = {"machine": info, "variant": args.variant, "profile": args.profile, "seeds": seeds,
-              "metric": f"{KEY} (composite)", "trained": dict(zip([r.name for _, _, r in plan], trained)),
-              "scores": scores, "verdicts": verdicts}
+              "metric": f"{KEY} per output", "trained": dict(zip([r.name for _, _, r in plan], trained)),
+              "scores": scores, "verdicts": verdicts, "vetoed": vetoed}
     from polycolor.polycolor_core.atomic import write_json_atomic
 
     print(f"wrote {write_json_atomic(args.json, result, sort_keys=False)}")
