@@ -18,6 +18,12 @@ Paths
   default           what ``Colorizer.from_pretrained(checkpoint)`` picks here (``backend="auto"`` measures once
                     per machine and model: ``export/autotune.py``)
 
+Engines (``--engine torchrun,ray``): the whole ``polycolor infer`` job on --engine-items generated images of the
+first model (torch backend, folder in, PNGs out), timed end to end as a user runs it, one process with every
+thread beside ``torchrun --nproc_per_node P`` and ``--engine ray --workers P`` (P = --engine-procs, threads split
+between them); img/s end to end and during the colouring itself (the slowest rank's / the Ray pipeline's), their
+ratio to the one-process row, and the start-up seconds (imports, model loads, rendezvous, Ray start).
+
 Columns: img/s is wall-clock (best of --repeats); GFLOP/img counts the fp32 graph with FlopCounterMode;
 "% peak" divides GFLOP/s by the peak of the best native precision (int8 rows too: it is the same work done
 faster); the peak is an honest ceiling (``_machine.py``: the higher of the best matmul over several shapes and
@@ -130,6 +136,63 @@ def quantize_int8(src: Path, dst: Path, images: np.ndarray, emb: np.ndarray) -> 
     return dst
 
 
+def engine_rows(ck: Path, tmp: Path, args, threads: int, console) -> list[dict]:
+    """Time ``polycolor infer`` as one process, under torchrun and with --engine ray (``--engine``)."""
+    import socket
+    import subprocess
+
+    from PIL import Image
+
+    from polycolor.polycolor_core.synthetic import SyntheticDataset
+
+    data = tmp / "engine-data"
+    data.mkdir()
+    for i, s in enumerate(SyntheticDataset(("canonical", "pose", "shapes"), n=args.engine_items, seed=2, size=args.size)):
+        Image.fromarray(s.input).save(data / f"{i:05d}.png")
+    procs = max(1, args.engine_procs)
+    each = str(max(1, threads // procs))
+    common = ["infer", str(ck), "--data", str(data), "--colour", "cyan", "--backend", "torch", "--batch-size", "8"]
+    env = {**os.environ, "POLYCOLOR_AUTOTUNE": "0", "RAY_AUTH_MODE": "disabled"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    jobs = [("one process", 1, ["-m", "polycolor.cli", *common, "--threads", str(threads)])]
+    for engine in [e.strip() for e in args.engine.split(",") if e.strip()]:
+        if engine == "torchrun":
+            jobs.append(("torchrun", procs, ["-m", "torch.distributed.run", "--nproc_per_node", str(procs),
+                                             "--master_addr", "127.0.0.1", "--master_port", port,
+                                             "-m", "polycolor.cli", *common, "--threads", each]))
+        elif engine == "ray":
+            jobs.append(("ray", procs, ["-m", "polycolor.cli", *common, "--engine", "ray", "--workers", str(procs),
+                                        "--threads", each]))
+        else:
+            raise SystemExit(f"--engine {engine!r}: use torchrun, ray or torchrun,ray")
+    out = []
+    for label, n, cmd in jobs:
+        dest = tmp / f"engine-out-{label.replace(' ', '-')}"
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, *cmd, "--out", str(dest)], env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise SystemExit(f"{label} job failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        report = json.loads((dest / "report.json").read_text())
+        run_s = max(r["run_s"] for r in report["per_rank"])
+        written = report["counts"]["written"]
+        ray_stats = report.get("engine_stats") or {}
+        if ray_stats.get("steady_images_per_s"):  # Ray: the driver's run phase includes starting Ray and its actors
+            run_s = written / ray_stats["steady_images_per_s"]
+        out.append({"engine": label, "procs": n, "wall_s": wall, "startup_s": wall - run_s, "images": written,
+                    "images_per_s": written / wall, "run_images_per_s": written / run_s,
+                    "per_rank": [r["images_per_second"] or 0.0 for r in report["per_rank"]],
+                    "load_s": [r["load_s"] for r in report["per_rank"]], "engine_stats": ray_stats})
+        base = out[0]
+        out[-1]["ratio"] = out[-1]["images_per_s"] / base["images_per_s"]
+        out[-1]["run_ratio"] = out[-1]["run_images_per_s"] / base["run_images_per_s"]
+        console.print(f"  engine {label} x{n}: {written} images in {wall:.1f} s ({out[-1]['images_per_s']:.2f} img/s end "
+                      f"to end, {out[-1]['run_images_per_s']:.2f} while colouring)", highlight=False)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,6 +205,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-512", dest="big", action="store_false", help="skip the 512 px end-to-end rows")
     ap.add_argument("--quick", action="store_true", help="m1 only, batches 1,8, one repeat (< 3 min)")
     ap.add_argument("--json", default="benchmarks/infer_speed.json", help="where to write the results")
+    ap.add_argument("--engine", default="", help="also time whole infer jobs: torchrun, ray or torchrun,ray")
+    ap.add_argument("--engine-items", type=int, default=96, help="images per engine job (default 96)")
+    ap.add_argument("--engine-procs", type=int, default=2, help="ranks / Ray actors per engine job (default 2)")
     args = ap.parse_args(argv)
     if args.quick:
         args.models, args.batches, args.repeats = "m1", "1,8", 1
@@ -177,10 +243,12 @@ def main(argv=None) -> int:
     except Exception:  # noqa: BLE001 - no minilm package: random embeddings of the same shape time the same
         emb_all = np.random.default_rng(0).standard_normal((len(colours), SEQ, DIM)).astype(np.float32)
     emb_all = np.ascontiguousarray(emb_all, dtype=np.float32)
-    rows, meta, e2e = [], {}, []
+    rows, meta, e2e, engines = [], {}, [], []
     with tempfile.TemporaryDirectory(prefix="polycolor-bench-") as tmp:
         for name in models:
             ck, ex, model = build(name, Path(tmp), args.size)
+            if args.engine and not engines:
+                engines = engine_rows(ck, Path(tmp), args, threads, console)
             gflop = count_gflop(model, args.size)
             default = Colorizer.from_pretrained(ck)  # what a script gets on this machine (measured once, cached)
             meta[name] = {"gflop_per_image": gflop, "default_backend": default.backend.name,
@@ -240,6 +308,17 @@ def main(argv=None) -> int:
         for r in e2e:
             t2.add_row(r["model"], str(r["input_px"]), r["backend"], r["output"], f"{r['images_per_s']:.2f}")
         console.print(t2)
+    if engines:
+        t3 = Table(title=f"whole `polycolor infer` jobs: {models[0]}, {args.engine_items} images of {args.size} px, "
+                         f"torch backend, {threads} threads in all")
+        for col in ("engine", "procs", "wall s", "start-up s", "img/s end to end", "ratio", "img/s colouring", "ratio",
+                    "per rank/actor img/s"):
+            t3.add_column(col, justify="right")
+        for r in engines:
+            t3.add_row(r["engine"], str(r["procs"]), f"{r['wall_s']:.1f}", f"{r['startup_s']:.1f}",
+                       f"{r['images_per_s']:.2f}", f"{r['ratio']:.2f}", f"{r['run_images_per_s']:.2f}",
+                       f"{r['run_ratio']:.2f}", ", ".join(f"{x:.1f}" for x in r["per_rank"]))
+        console.print(t3)
     goal = {}
     for name in models:
         r = next((r for r in rows if r["model"] == name and r["default"] and r["batch"] == GOAL_BATCH), None)
@@ -253,7 +332,7 @@ def main(argv=None) -> int:
 
     out = write_json_atomic(args.json, {"args": vars(args), "machine": info, "threads": threads, "peak_precision": best,
                                         "peak_used": peak, "peak_note": peak_note,
-                                        "models": meta, "results": rows, "end_to_end": e2e,
+                                        "models": meta, "results": rows, "end_to_end": e2e, "engines": engines,
                                         "goal": {"share_peak": GOAL_SHARE, "batch": GOAL_BATCH, "met": goal}},
                             sort_keys=False)
     console.print(f"wrote {out}; load average now {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")

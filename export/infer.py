@@ -243,12 +243,13 @@ def colorize_dataset(
         if engine == "ray":
             from .ray_predictor import run_ray
 
-            written, skipped = run_ray(model_path if not isinstance(model_path, Colorizer) else col.source, pending,
+            written, skipped, engine_stats = run_ray(model_path if not isinstance(model_path, Colorizer) else col.source, pending,
                                        store, plan, output=output, backend=backend, device=device,
                                        precision=precision, batch_size=batch_size, workers=workers,
                                        threads=threads, progress=progress)
         else:
             written, skipped = _run_local(col, pending, store, plan.samples, output, progress, t_run)
+            engine_stats = {}
         store.close()
         run_s = time.perf_counter() - t_run
         skipped = (plan.skipped if shard.main else []) + skipped
@@ -278,6 +279,7 @@ def colorize_dataset(
             "text_encoder": col.encoder_stats,
             "seconds": round(seconds, 3),
             "images_per_second": round(len(written) / seconds, 3) if seconds > 0 else None,
+            "engine_stats": engine_stats,
             "rank_stats": {"rank": shard.rank, "device": device, "items": len(pending) + len(already),
                            "written": len(written), "already_done": len(already),
                            "load_s": round(t_loaded - t0, 3), "run_s": round(run_s, 3),

@@ -27,6 +27,7 @@ must see the input paths (and the model folder) at the same place; the outputs a
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 
@@ -142,13 +143,16 @@ class _InferActor(ColorizePredictor):
 def run_ray(model, pending: list, store, plan, *, output: str, backend: str, device: str, precision: str,
             batch_size: int, workers: int | None, threads: int | None, progress: bool):
     """Colour ``pending`` with a pool of Ray Data actors and write what they return through ``store``:
-    (written, skipped), as ``infer._run_local`` returns them. Joins the running Ray cluster (``RAY_ADDRESS``)
-    or starts a local one."""
+    (written, skipped, stats), the first two as ``infer._run_local`` returns them; stats: workers, seconds to
+    start Ray, to the first output (actors starting, loading the model, first batch) and the steady img/s after.
+    Joins the running Ray cluster (``RAY_ADDRESS``) or starts a local one."""
     ray = _ray()
     if not pending:
-        return [], []
+        return [], [], {}
+    t0 = time.perf_counter()
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
+    t_init = time.perf_counter()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = bool(progress)
     gpu = device.startswith("cuda")
@@ -171,8 +175,10 @@ def run_ray(model, pending: list, store, plan, *, output: str, backend: str, dev
         num_gpus=1 if gpu else None,
         batch_format="numpy",
     )
-    written, skipped = [], []
+    written, skipped, first = [], [], None
     for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+        if first is None:
+            first = (time.perf_counter(), len(batch["key"]))
         for key, data, error, notes in zip(batch["key"], batch["data"], batch["error"], batch["notes"]):
             it = pending[int(key)]
             if error:
@@ -188,4 +194,9 @@ def run_ray(model, pending: list, store, plan, *, output: str, backend: str, dev
             written.append({"input": it.label, "colour": it.colour, "output": it.output, "notes": it.notes})
     order = {it.output: k for k, it in enumerate(pending)}  # output names are unique: report in the job's order
     written.sort(key=lambda w: order[w["output"]])
-    return written, skipped
+    end = time.perf_counter()
+    stats = {"workers": workers, "ray_init_s": round(t_init - t0, 3),
+             "first_output_s": round(first[0] - t_init, 3) if first else None,
+             "steady_images_per_s": round((len(pending) - first[1]) / (end - first[0]), 3)
+             if first and end > first[0] and len(pending) > first[1] else None}
+    return written, skipped, stats
