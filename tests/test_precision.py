@@ -193,8 +193,7 @@ def test_a_damaged_cache_is_measured_again(tmp_path, native):
     assert c.precision == "fp32" and c.measured and json.loads(cache.read_text())["entries"]["k"]["choice"] == "fp32"
 
 
-def test_quality_vetoes_a_faster_precision(tmp_path, native, monkeypatch):
-    monkeypatch.setattr(training_precision, "QUALITY_VETOES", {"bf16": {"m8": "costs quality (measured)"}})
+def test_quality_vetoes_a_faster_precision(tmp_path, native):
     c = training_precision.choose("auto", "cpu", "m8", "k", _never, tmp_path / "c.json")
     assert c.precision == "fp32" and "bf16" in c.vetoed and "vetoed on quality" in c.reason
     assert training_precision.quality_vetoes("m8-tiny") == training_precision.quality_vetoes("m8")
