@@ -13,9 +13,9 @@ table says which were skipped and why). Ratios are meaningful within one run onl
 line printed at the top.
 
 The "auto" column marks the precision ``polycolor train --precision auto`` picks for that row and why
-(``polycolor_core/training_precision.py``: fastest native precision that no quality veto rules out), fed with
+(``polycolor_core/training_precision.py``: the fastest native precision that no quality veto rules out), fed with
 the rates of this run. "% peak" is of an honest ceiling (``_machine.py``: the higher of the best matmul over
-several shapes and thread counts and the theoretical figure from flags and clock), never above 100%.
+several shapes and thread counts and the theoretical figure from flags and clock; a faster row raises it).
 
 Levers (``--levers``), each on m1 and m8 at 32 px, batch 4 unless stated:
   layout    fp32 contiguous vs channels_last
@@ -160,6 +160,62 @@ def data_ms(size: int = 32, batch: int = 4, n: int = 20) -> float:
 
 
 def levers(models, batch: int, steps: int, compile: bool, lpips: bool, say) -> list[dict]:
+    rows = []
+    for m in models:
+        for cl in (False, True):
+            rows.append({"lever": "layout", **bench(m, 32, "fp32", batch, steps, channels_last=cl)})
+            say(rows[-1])
+        rows.append({"lever": "batch", **bench(m, 32, "fp32", 2 * batch, steps)})
+        say(rows[-1])
+        rows.append({"lever": "workers", **bench(m, 32, "fp32", batch, steps, threads=2)})
+        say(rows[-1])
+        rows.append({"lever": "workers", **two_workers(m, 32, batch, steps)})
+        say(rows[-1])
+        torch.set_num_threads(2)
+        if lpips:
+            try:
+                rows.append({"lever": "lpips", **bench(m if m != "m1" else "m2", 32, "fp32", batch, steps, lpips=True)})
+                say(rows[-1])
+            except Exception as exc:  # weights unavailable: say so rather than time something else
+                rows.append({"lever": "lpips", "variant": m, "skipped": f"{type(exc).__name__}: {exc}"[:200]})
+        if compile:
+            rows.append({"lever": "compile", **bench(m, 32, "fp32", batch, steps, compile=True)})
+            say(rows[-1])
+    ms = data_ms(32, batch)
+    rows.append({"lever": "data", "variant": "-", "size": 32, "batch": batch, "ms_per_batch": ms})
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="m1,m5,m8", help="comma-separated variants (default m1,m5,m8)")
+    ap.add_argument("--sizes", default="32,64", help="comma-separated sizes in px (default 32,64)")
+    ap.add_argument("--batch", type=int, default=4, help="images per step (default 4, the cpu profile's)")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up (default 3)")
+    ap.add_argument("--quick", action="store_true", help="m1 and m8 at 32 px only (< 3 min on 2 cores)")
+    ap.add_argument("--levers", action="store_true", help="also time the reproduce levers (see below)")
+    ap.add_argument("--lpips", action="store_true", help="levers: include the LPIPS term row")
+    ap.add_argument("--compile", action="store_true", help="levers: include torch.compile (slow to compile)")
+    ap.add_argument("--json", default="benchmarks/train_speed.json", help="where to write the results")
+    args = ap.parse_args(argv)
+    models, sizes = args.models.split(","), [int(s) for s in args.sizes.split(",")]
+    if args.quick:
+        models, sizes = ["m1", "m8"], [32]
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(120, Console().width))
+    info = machine_info("cpu")
+    console.print(f"[bold]train_speed[/] on {describe_line(info)}", highlight=False)
+    peaks = info["peak_gflops"]
+
+    def say(r):
+        console.print(f"  {r['variant']} {r['size']}px b{r['batch']} {r['precision']} {r['layout']} "
+                      f"threads {r['threads']}{' +lpips' if r.get('lpips') else ''}: {r['images_per_s']:.1f} img/s",
+                      highlight=False)
+
     rows, auto_rows = [], []
     for m in models:
         for s in sizes:
