@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Sequence, TypeVar
 
 from ..polycolor_core.atomic import write_json_atomic
+from ..polycolor_core.devices import setup_distributed
 from .outputs import PARTS_DIR
 
 __all__ = ["Shard", "join", "merge_reports", "write_rank_report"]
@@ -97,9 +97,9 @@ def join() -> Shard:
         raise ValueError(f"RANK={shard.rank} is outside WORLD_SIZE={world}; launch with torchrun or accelerate")
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=timedelta(seconds=_env_int(TIMEOUT_ENV, 6 * 3600)))
-        shard.joined = True
+    joined_before = dist.is_initialized()
+    setup_distributed("gloo", _env_int(TIMEOUT_ENV, 6 * 3600))  # gloo on GPUs too: only barriers and reports
+    shard.joined = not joined_before
     return shard
 
 

@@ -1,9 +1,10 @@
-"""The one device resolver and the one list of inference backends.
+"""The one device resolver, the one list of inference backends, and joining a torchrun/accelerate job.
 
 ``resolve_device("auto" | "cpu" | "cuda" | "cuda:1" | "mps", backend="torch")`` -> a concrete device string:
 ``auto`` is CUDA when the backend can use a GPU (torch: ``torch.cuda.is_available()``; onnx: onnxruntime has
 a CUDA/TensorRT provider), else the CPU. An explicit ``cuda`` without a GPU is a clear error. The ComfyUI
-loader maps ``auto`` to ComfyUI's own device before calling this.
+loader maps ``auto`` to ComfyUI's own device before calling this. ``setup_distributed()`` joins the process group
+when a launcher started several processes (training's DDP and sharded inference both call it).
 """
 
 from __future__ import annotations
@@ -45,3 +46,27 @@ def resolve_device(device: str = "auto", backend: str = "torch") -> str:
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {d!r} was chosen but torch sees no CUDA GPU; choose 'cpu' or 'auto'")
     return d
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of the joined process group; (0, 1) outside one."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def setup_distributed(backend: str | None = None, timeout_s: float | None = None) -> tuple[int, int]:
+    """Join the process group when launched by torchrun/accelerate (``WORLD_SIZE`` > 1), once; returns
+    ``dist_info()``. ``backend``: nccl where CUDA is available, else gloo, unless given (inference needs only
+    barriers and object exchange: gloo). ``timeout_s``: how long a collective waits (torch's default if None)."""
+    import datetime
+    import os
+
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        kw = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s else {}
+        torch.distributed.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"), **kw)
+    return dist_info()

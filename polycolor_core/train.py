@@ -25,7 +25,7 @@ import torch
 
 from .atomic import write_text_atomic
 from .checkpoint import build_meta, load_checkpoint, load_training_state, save_checkpoint
-from .devices import resolve_device
+from .devices import dist_info, resolve_device, setup_distributed
 from .losses import LpipsUnavailable, composite_loss, load_lpips, rgb_to_lab
 from .conditioning import attach_colour_token, condition
 from .lpips_loader import lpips_source
@@ -84,20 +84,6 @@ def lr_multiplier(step: int, total_steps: int, cfg: TrainConfig, stages=None) ->
     _, start, end = stages[i]
     scale = 1.0 if i == 0 else cfg.later_stage_lr_scale
     return scale * warmup_cosine(step - start, end - start, cfg.warmup_frac, cfg.min_lr_ratio)
-
-
-def _dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def setup_distributed() -> tuple[int, int]:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); otherwise single process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    return _dist_info()
 
 
 def resolve_lpips(cfg: TrainConfig, weights) -> tuple[torch.nn.Module | None, bool, str]:
@@ -159,7 +145,7 @@ def decide_precision(cfg: TrainConfig, variant, model, encoder, weights, lpips_n
         recorded = info.meta.get("precision_choice")
         return (PrecisionChoice.from_dict(recorded) if isinstance(recorded, dict) else
                 PrecisionChoice(info.precision, cfg.precision, f"{info.precision}: recorded by the run"))
-    rank, world = _dist_info()
+    rank, world = dist_info()
     choice = None
     if rank == 0:
         shares: dict[int, float] = {}
