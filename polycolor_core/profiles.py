@@ -6,8 +6,9 @@
               LPIPS weights need a download: offline, both stop at once with the fix. ``--text-encoder minilm-l6``
               is the documented switch to the packaged offline encoder (recorded as a deviation).
 - ``cpu``     tuned for 2 CPU cores (``polycolor reproduce`` in 10.2 min from a fresh clone on an AVX2-only EPYC,
-              training two models at a time, one thread each, and scoring each as it is done): batch 4, precision ``auto`` (bf16 autocast only
-              where the CPU has native bf16: emulated bf16 was 4.7-9.4x slower on an AVX2 EPYC), lr 1e-3, LPIPS used
+              training two models at a time, one thread each, and scoring each as it is done): batch 4, precision ``auto`` (per model the
+              faster of fp32 and native bf16, timed once per machine, unless quality vetoes bf16: see
+              ``training_precision.py``; emulated bf16 is never a candidate), lr 1e-3, LPIPS used
               when its weights are present and otherwise dropped *and recorded*, and the SSIM and LPIPS weights ramped
               in over the first half (at full weight from step 0, m3 paints every polygon one grey-brown mean colour
               after 250 steps: canonical dE00 42, ramped 8.0; m2 with LPIPS 42.9, ramped 9.7).
@@ -54,7 +55,7 @@ PROFILES: dict[str, Profile] = {
         "cpu",
         "all eight on 2 CPU cores in 10.2 min on an AVX2-only EPYC (two models at a time): m8 750 steps at 32 -> 64 px on "
         "every family and the wide palette; m1-m7 (the study's ablation) 48 pairs per epoch at 32 px; batch 4, precision "
-        "auto (bf16 only on CPUs with native bf16), lr 1e-3 (m5: 5e-4), SSIM and LPIPS ramped in over the first half, "
+        "auto (the faster native precision, timed here, unless quality vetoes it), lr 1e-3 (m5: 5e-4), SSIM and LPIPS ramped in over the first half, "
         "LPIPS if available",
         dict(image_size=32, batch_size=4, lr=1e-3, epoch_scale=1.0, samples_per_epoch=48, precision="auto",
              ssim_warmup_frac=0.5, lpips_warmup_frac=0.5, lpips="auto", data=DATA_MIX, text_encoder="minilm-l6",
