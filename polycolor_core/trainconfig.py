@@ -81,9 +81,10 @@ class TrainConfig:
     min_lr_ratio: float = _opt(0.0, "The cosine decays to this fraction of the peak learning rate.")
     grad_clip: float = _opt(1.0, "Gradient-norm clipping threshold.")
     seed: int = _opt(0, "Seed of the initial weights, the data order and the augmentation.")
-    precision: str = _opt("auto", "auto (bf16 only where the hardware has it natively: CPU avx512_bf16/amx_bf16, "
-                                  "CUDA capability >= 8.0; fp32 otherwise), bf16 (autocast) or fp32. --bf16/--no-bf16 "
-                                  "are the old spellings.", choices=PRECISIONS)
+    precision: str = _opt("auto", "auto (the faster of fp32 and bf16 where bf16 is native - CPU avx512_bf16/amx_bf16, "
+                                  "CUDA capability >= 8.0 - timed on this run's shape once per machine, unless quality "
+                                  "vetoes bf16 for the variant; POLYCOLOR_NATIVE_BF16=0|1 overrides the CPU probe), "
+                                  "bf16 (autocast) or fp32. --bf16/--no-bf16 are the old spellings.", choices=PRECISIONS)
     lpips: str = _opt("require", "require (stop if its weights cannot load), auto (drop it and record that when "
                                  "they cannot), drop (train without the LPIPS term; --drop-lpips).",
                       choices=("require", "auto", "drop"))
