@@ -8,10 +8,15 @@ are converted to RGB and the conversion is reported, never silently. Used by ``d
 
 ``resize_image`` is shared by training and inference: a model trained at 64 px sees inputs downscaled
 exactly as the training data were.
+
+Size limit: an image of more than ``max_pixels()`` pixels (64 MP, 8192 x 8192; ``POLYCOLOR_MAX_PIXELS`` changes
+it) is refused with a clear message. A file is checked from its header, before anything is decoded, so a
+decompression bomb (a tiny PNG that inflates to gigabytes) never allocates its pixels.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +27,27 @@ class ImageInputError(ValueError):
     """An input that cannot be used as an image (unreadable file, wrong shape or dtype, ...)."""
 
 
+MAX_PIXELS_ENV = "POLYCOLOR_MAX_PIXELS"
+DEFAULT_MAX_PIXELS = 8192 * 8192  # 64 MP: the largest image polycolor takes without being told otherwise
+
+
+def max_pixels() -> int:
+    try:
+        return int(os.environ.get(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS))
+    except ValueError:
+        return DEFAULT_MAX_PIXELS
+
+
+def check_size(width: int, height: int, source: str = "image") -> None:
+    """Refuse an image larger than ``max_pixels()`` before its pixels are decoded or copied."""
+    limit = max_pixels()
+    if int(width) * int(height) > limit:
+        raise ImageInputError(
+            f"{source} is {width}x{height} ({width * height / 1e6:.0f} MP), more than polycolor's limit of "
+            f"{limit / 1e6:.0f} MP: downscale it first (the models work at 32-128 px; the composite is painted at "
+            f"your size), or raise the limit with {MAX_PIXELS_ENV}=<pixels> if you have the memory")
+
+
 def load_image(path: str | Path) -> tuple[np.ndarray, str]:
     """Read a file as RGB uint8 [H,W,3]; returns (array, note about any mode conversion)."""
     p = Path(path)
@@ -30,14 +56,19 @@ def load_image(path: str | Path) -> tuple[np.ndarray, str]:
     if p.is_dir():
         raise ImageInputError(f"{p} is a folder, not an image file")
     try:
-        with Image.open(p) as im:
+        with Image.open(p) as im:  # reads the header only
+            check_size(*im.size, source=str(p))
             im.load()
             return pil_to_rgb(im, source=str(p))
+    except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open, above 2x its 89 MP warning
+        raise ImageInputError(f"{p} is refused: more than polycolor's limit of {max_pixels() / 1e6:.0f} MP and than "
+                              f"Pillow's decompression-bomb guard ({exc}); downscale it first") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageInputError(f"{p} is not a readable image ({exc.__class__.__name__}); pass a PNG or JPEG file") from exc
 
 
 def pil_to_rgb(im: Image.Image, source: str = "image") -> tuple[np.ndarray, str]:
+    check_size(*im.size, source=source)
     note = ""
     if im.mode != "RGB":
         note = f"{source}: converted {im.mode} to RGB"
@@ -58,6 +89,7 @@ def array_to_rgb(a: np.ndarray, source: str = "array") -> tuple[np.ndarray, str]
         a = np.moveaxis(a, 0, -1)  # [C,H,W] -> [H,W,C]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 3, 4)):
         raise ImageInputError(f"{source}: expected an image of shape [H,W], [H,W,3] or [H,W,4], got {list(a.shape)}")
+    check_size(a.shape[1], a.shape[0], source)  # before the uint8 / RGB copies
     if a.dtype == np.uint8:
         u8 = a
     elif np.issubdtype(a.dtype, np.floating):
@@ -114,6 +146,7 @@ def coerce_batch(images, what: str = "an image batch") -> tuple[list[np.ndarray]
                               f"shape {list(arr.shape)} ({c} channels)")
     if b == 0 or h == 0 or w == 0:
         raise ImageInputError(f"image batch is empty (shape {list(arr.shape)})")
+    check_size(w, h, what)  # before the uint8 copy of the whole batch
     if arr.dtype == np.uint8:
         u8 = arr.copy()
     elif np.issubdtype(arr.dtype, np.floating):
