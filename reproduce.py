@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .polycolor_core.folderlock import folder_lock
 from .polycolor_core.profiles import get_profile
 from .polycolor_core.train import config_from_profile, is_finished, make_progress, stage_bounds, train
 from .polycolor_core.variants import get_variant
@@ -203,7 +204,13 @@ def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), model
     """Train, score and report (module docstring). ``text_encoder``: every model's, instead of the profile's (the
     report profile's CLIP needs a download; ``minilm-l6`` ships with the package); the report states it.
     ``precision``: every model's training precision instead of the profile's (``auto`` decides per model by
-    measurement: ``polycolor_core/training_precision.py``)."""
+    measurement: ``polycolor_core/training_precision.py``). ``out`` is locked meanwhile (``folderlock``): a second
+    reproduce at the same folder stops with a clear error instead of training the same models twice."""
+    with folder_lock(out, "polycolor reproduce"):
+        return _run_reproduce(profile, Path(out), models, eval_n, eval_size, jobs, text_encoder, precision)
+
+
+def _run_reproduce(profile, out, models, eval_n, eval_size, jobs, text_encoder, precision) -> ReproduceResult:
     import functools
 
     from rich.console import Console

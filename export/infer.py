@@ -24,7 +24,9 @@ of Ray Data actors (``ray_predictor.py``) and writes what they return. All of th
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import time
 import warnings
@@ -32,6 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from ..polycolor_core.folderlock import folder_lock
 from .items import detect_layout, input_digest, load_item, plan_items
 from .outputs import OutputStore, encode_image, merge_manifest, model_digest, remove_stale_temporaries
 from .shards import Shard, join, merge_reports, write_rank_report
@@ -201,7 +204,16 @@ def colorize_dataset(
         for name in str(c).split(","):
             if name.strip():
                 resolve_colour(name.strip())  # a typo in --colour is an error for the whole job, not 1000 skips
-    shard = join() if engine == "local" else Shard()
+    # one writer per --out: the job's rank 0 (or its only process) holds the folder's lock; a second job at the same
+    # --out stops with a message naming the first (under torchrun its failure stops its own ranks too)
+    lock = contextlib.ExitStack()
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        lock.enter_context(folder_lock(Path(out_dir).expanduser(), "polycolor infer"))
+    try:
+        shard = join() if engine == "local" else Shard()
+    except BaseException:
+        lock.close()
+        raise
     try:
         device = shard.device(device)
         first = backend != "torch" and not isinstance(model_path, Colorizer)  # auto may time, onnx may export
@@ -304,3 +316,4 @@ def colorize_dataset(
         return report
     finally:
         shard.close()
+        lock.close()

@@ -26,6 +26,7 @@ import torch
 from .atomic import write_text_atomic
 from .checkpoint import build_meta, load_checkpoint, load_training_state, save_checkpoint
 from .devices import dist_info, resolve_device, setup_distributed
+from .folderlock import folder_lock
 from .losses import LpipsUnavailable, composite_loss, load_lpips, rgb_to_lab
 from .conditioning import attach_colour_token, condition
 from .lpips_loader import lpips_source
@@ -179,7 +180,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress=True, stop_after_step
     ``progress``: True for a rich bar, False for none, or a rich ``Progress`` to draw into.
     ``stop_after_steps`` ends the run early (as a kill would) after that many steps in this call: tests use it
     to prove that ``resume`` reproduces the uninterrupted run. ``on_step(step, loss, parts)`` sees every step.
+    The run folder is locked while training (``folderlock``): a second run pointed at it stops with a clear error.
     """
+    rank, _ = setup_distributed()
+    with folder_lock(cfg.out, f"polycolor train {cfg.variant}") if rank == 0 else nullcontext():
+        return _train(cfg, resume, progress, stop_after_steps, on_step)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress, stop_after_steps: int | None, on_step) -> TrainResult:
     rank, world = setup_distributed()
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoint"
