@@ -1,8 +1,7 @@
 """Helpers to drive a real ComfyUI server from the tests (not collected by pytest).
 
-The tests run with ``--import-mode=importlib``, so they load this file by path (``_load_helpers`` in each
-test module: ``spec_from_file_location``, registered in ``sys.modules`` before ``exec_module``, because
-dataclasses look their module up).
+The tests run with ``--import-mode=importlib``; ``tests/conftest.py`` puts ``tests/`` on ``sys.path`` so they
+``import _comfyui as H`` (and ``_comfyui_example as X``).
 
 ComfyUI is prepared by ``.ci/prepare_comfyui.sh`` into ``$POLYCOLOR_COMFYUI_DIR`` (default
 ``<repo>/.ci/_comfyui``), and it runs in the Python a ComfyUI-Manager user has, built by

@@ -18,9 +18,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# The suite runs with --import-mode=importlib (it tests the installed polycolor), which keeps tests/ off sys.path;
+# the test-only harness modules (_comfyui.py, _comfyui_example.py) are imported by name from here instead.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(autouse=True, scope="session")

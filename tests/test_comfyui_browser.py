@@ -24,12 +24,10 @@ Skipped when ComfyUI, its Manager-built Python, Chromium or Playwright is missin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import shutil
-import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -41,18 +39,8 @@ from PIL import Image, ImageDraw
 pytestmark = [pytest.mark.slow, pytest.mark.comfyui]
 
 
-def _load_helpers(file: str, name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-H = _load_helpers("_comfyui.py", "polycolor_tests_comfyui")
-X = _load_helpers("_comfyui_example.py", "polycolor_tests_comfyui_example")
+import _comfyui as H  # noqa: E402 (the test harness: tests/conftest.py puts tests/ on sys.path)
+import _comfyui_example as X  # noqa: E402
 
 CHROMIUM = os.environ.get("POLYCOLOR_CHROMIUM", "/usr/bin/chromium")
 VIEWPORT = {"width": 1600, "height": 1000}

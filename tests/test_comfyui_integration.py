@@ -16,10 +16,8 @@ Skipped when ComfyUI or that Python is not prepared, except under CI (env ``CI``
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -30,18 +28,8 @@ from PIL import Image
 pytestmark = [pytest.mark.slow, pytest.mark.comfyui]
 
 
-def _load_helpers(file: str, name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-H = _load_helpers("_comfyui.py", "polycolor_tests_comfyui")
-X = _load_helpers("_comfyui_example.py", "polycolor_tests_comfyui_example")
+import _comfyui as H  # noqa: E402 (the test harness: tests/conftest.py puts tests/ on sys.path)
+import _comfyui_example as X  # noqa: E402
 SIZE = Image.open(X.INPUT_IMAGE).size[0]  # the shipped example image (square)
 CYAN, MODEL_NAME = X.CYAN, X.MODEL_NAME
 

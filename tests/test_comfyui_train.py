@@ -14,13 +14,11 @@ with the trained model (same size back), the loader's dropdown lists the new mod
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
 import time
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,18 +30,8 @@ from polycolor.nodes.loader import PolycolorModelError
 TRAIN = NODE_SPECS["PolycolorTrain"]
 
 
-def _load_helpers(file: str, name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-H = _load_helpers("_comfyui.py", "polycolor_tests_comfyui")
-X = _load_helpers("_comfyui_example.py", "polycolor_tests_comfyui_example")
+import _comfyui as H  # noqa: E402 (the test harness: tests/conftest.py puts tests/ on sys.path)
+import _comfyui_example as X  # noqa: E402
 TRAIN_WORKFLOW = X.EXAMPLE_DIR / "polycolor_train.json"
 
 

@@ -66,15 +66,9 @@ def test_one_plain_requirement_per_line():
 
 
 def test_no_overlap_with_comfyui_requirements():
-    import importlib.util
+    import _comfyui  # the ComfyUI tests' harness (tests/ is on sys.path through conftest.py)
 
-    name = "polycolor_tests_comfyui"  # the same module name the ComfyUI tests load the harness under
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_comfyui.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    comfy = sys.modules[name].find_comfyui()
+    comfy = _comfyui.find_comfyui()
     if comfy is None:
         pytest.skip("ComfyUI is not prepared (bash .ci/prepare_comfyui.sh); cannot read its requirements.txt")
     theirs = {canonicalize_name(r.name) for r in _requirements(comfy / "requirements.txt")}
