@@ -21,7 +21,6 @@ Writes ``--json`` (default benchmarks/precision_quality.json) and prints a table
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess

@@ -31,7 +31,6 @@ Levers (``--levers``), each on m1 and m8 at 32 px, batch 4 unless stated:
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import sys
 import time
