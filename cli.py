@@ -121,7 +121,8 @@ def train_config_options(func):
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last checkpoint, exactly.")
 @train_config_options
 def train(variant, profile, resume, bf16, drop_lpips, **settings) -> None:
-    """Train VARIANT (m1..m8) with the study's loss, optimiser and schedule.
+    """Train VARIANT (m1..m8, or one of reproduce's runs: m8-study, m4-nodark, m8-everyday) with the study's loss,
+    optimiser and schedule.
 
     Every TrainConfig field is an option; unset options take the profile's value
     (`polycolor reproduce --list-profiles` shows them).
@@ -139,7 +140,10 @@ def train(variant, profile, resume, bf16, drop_lpips, **settings) -> None:
     from .polycolor_core.variants import get_variant
 
     try:
-        name = get_variant(variant).name
+        from .polycolor_core.profiles import RUNS
+
+        key = variant.strip().lower()
+        name = key if key in RUNS else get_variant(variant).name  # a study run (m8-study, m4-nodark) or a variant
         parsers = {f.name: f.metadata["parse"] for f in dataclasses.fields(TrainConfig) if f.metadata.get("parse")}
         values = {k: (parsers[k](v) if k in parsers and v is not None else v) for k, v in settings.items()}
         if bf16 is not None and values.get("precision") is None:
@@ -272,12 +276,22 @@ def infer(model: Path, data_path: str, out: Path, colour, backend, device, preci
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--profile", default="cpu", show_default=True, help="cpu (~10 min on 2 AVX2 cores), report (GPU), tiny.")
+@click.option("--profile", default="cpu", show_default=True,
+              help="cpu: the study reproduced on 2 CPU cores (~40 min without native bf16); demo: a 10-minute tour "
+                   "that ranks nothing; report: the study's own schedule (GPU); tiny: tests.")
 @click.option("--out", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder [default: reproduce-PROFILE].")
-@click.option("--models", default="m1..m8", show_default=True, help="Which variants: m1..m8, m2,m4,m8 ...")
+@click.option("--models", default="all", show_default=True,
+              help="Which runs: all, or names and ranges such as m1..m4,m4-nodark. The runs: m1..m7 and m8-study "
+                   "(the study's ablation), m4-nodark (claim 8's control), m8-everyday (the model left for daily use).")
+@click.option("--seeds", default="0", show_default=True, metavar="S,S,...",
+              help="Train every run once per seed (e.g. 0,1,2); tables show mean ± sd and the claims' paired test "
+                   "spans the seeds. Adding seeds to a finished folder trains only the new ones.")
+@click.option("--sweep", is_flag=True,
+              help="For each claim that does not hold, train its two runs at 4x the steps (same seeds), plot the "
+                   "metric against training images and say whether the verdict changes.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Models trained at once, each in its own process [default: one per CPU core on CPU, 1 on a GPU].")
+              help="Runs trained at once, each in its own process [default: one per CPU core on CPU, 1 on a GPU].")
 @click.option("--text-encoder", default=None, metavar="NAME[:PATH]",
               help="Every model's text encoder instead of the profile's, e.g. minilm-l6 (ships with the package: "
                    "the report profile offline) or clip-vit-b32:/path/to/clip; the report states it as a deviation.")
@@ -285,12 +299,14 @@ def infer(model: Path, data_path: str, out: Path, colour, backend, device, preci
               help="Every model's training precision instead of the profile's: auto (per model, the fastest native "
                    "precision measured here that quality allows), bf16 or fp32 [default: the profile's].")
 @click.option("--list-profiles", is_flag=True, help="Describe the profiles and exit.")
-def reproduce(profile: str, out: Path | None, models: str, jobs: int | None, text_encoder: str | None,
-              precision: str | None, list_profiles: bool) -> None:
-    """Train every variant without a finished checkpoint (resuming unfinished ones), rank them on held-out
-    shapes and write OUT/report.md with plots and sample grids. Rerun to continue after an interruption.
+def reproduce(profile: str, out: Path | None, models: str, seeds: str, sweep: bool, jobs: int | None,
+              text_encoder: str | None, precision: str | None, list_profiles: bool) -> None:
+    """Train every run of the study once per seed (resuming unfinished ones), score them on held-out shapes, test
+    each of the study's claims (holds / does not hold / not testable here, with a paired test) and write
+    OUT/report.md: the claims table and the leaderboard first, then setup, deviations, plots and sample grids.
+    Rerun to continue after an interruption.
 
-    Examples: polycolor reproduce --profile cpu;
+    Examples: polycolor reproduce;  polycolor reproduce --seeds 0,1,2 --sweep;  polycolor reproduce --profile demo;
     polycolor reproduce --profile report --text-encoder minilm-l6 (the study's schedule offline, e.g. on a GPU)
     """
     from .polycolor_core.profiles import PROFILES
@@ -308,13 +324,14 @@ def reproduce(profile: str, out: Path | None, models: str, jobs: int | None, tex
             t.add_row(p.name, p.description, ", ".join(f"{k}={v}" for k, v in p.train.items()) + own)
         Console().print(t)
         return
-    from .eval.selection import parse_models
-    from .reproduce import run_reproduce
+    from .polycolor_core.profiles import get_profile, parse_runs
+    from .reproduce import parse_seeds, run_reproduce
 
     try:
-        names = [str(m) for m in parse_models(models)]
+        get_profile(profile)
+        names = parse_runs(models)
         result = run_reproduce(profile=profile, out=out or Path(f"reproduce-{profile}"), models=names, jobs=jobs,
-                               text_encoder=text_encoder, precision=precision)
+                               text_encoder=text_encoder, precision=precision, seeds=parse_seeds(seeds), sweep=sweep)
     except ValueError as exc:
         _fail(str(exc), 2)
     sys.exit(0 if result.complete else 1)

@@ -1,28 +1,68 @@
-"""``polycolor reproduce``: the eight-model study in one command.
+"""``polycolor reproduce``: the eight-model study in one command, and a verdict on each of its claims.
 
-Trains every requested variant that has no finished checkpoint (resuming unfinished ones), runs the
-leaderboard on held-out shapes, and writes a report folder:
+Trains every run of the study (``profiles.STUDY_RUNS``: m1-m7, the study's m8, the no-dark control m4-nodark and
+the everyday m8) once per seed that has no finished checkpoint (resuming unfinished ones), scores them on the same
+held-out images, judges the study's claims (``eval/claims.py``) and writes a report folder:
 
-    OUT/runs/mN/...            one run per variant (checkpoint, metrics.jsonl, samples/epoch_NNN.png)
-    OUT/report.md              setup, leaderboard, per-family breakdown, loss curves, sample grids, deviations
+    OUT/runs/seed0/m3/...      one run per (seed, run): checkpoint, metrics.jsonl, samples/epoch_NNN.png
+    OUT/runs/seed0/x4/m3/...   the budget sweep (``--sweep``): a claim's two runs at 4x the steps
+    OUT/report.md              claims table and leaderboard first, then setup, deviations, per-family, pictures
     OUT/report.json            the numbers behind it
-    OUT/leaderboard.{json,csv,md}, OUT/contact_sheet.png, OUT/loss_curves.png
+    OUT/leaderboard.{json,csv,md}, OUT/contact_sheet.png, OUT/loss_curves.png, OUT/budget_sweep.png
 
-Interrupting and rerunning continues where it stopped without redoing finished models.
+Interrupting and rerunning continues where it stopped without redoing finished runs; adding seeds to a finished
+folder trains only the new seeds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .polycolor_core.folderlock import folder_lock
-from .polycolor_core.profiles import get_profile
+from .polycolor_core.profiles import EVERYDAY, get_profile, parse_runs
 from .polycolor_core.train import config_from_profile, is_finished, make_progress, stage_bounds, train
+from .polycolor_core.trainconfig import TrainConfig
 from .polycolor_core.variants import get_variant
-from .reproduce_report import deviations, plot_loss_curves, write_report
+from .reproduce_plots import plot_loss_curves, read_metrics
+from .reproduce_report import deviations, write_report
+
+SWEEP_SCALE = 4  # the budget sweep trains a claim's two runs at this multiple of the steps
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One training run of the study: a run name (``m3``, ``m8-study``), a seed and a step multiple."""
+
+    run: str
+    seed: int
+    folder: Path
+    scale: int = 1
+
+    @property
+    def key(self) -> str:
+        """``seed1/m3``, ``seed0/x4/m4``: its place under OUT/runs and its name in bars and logs."""
+        return f"seed{self.seed}/" + (f"x{self.scale}/" if self.scale > 1 else "") + self.run
+
+    def config(self, profile: str, overrides: dict | None = None) -> TrainConfig:
+        cfg = config_from_profile(self.run, profile, out=str(self.folder), seed=self.seed, **(overrides or {}))
+        if self.scale > 1:
+            cfg = dataclasses.replace(cfg, samples_per_epoch=cfg.samples_per_epoch * self.scale)
+        return cfg
+
+
+def training_images(cfg: TrainConfig) -> int:
+    """Images a run trains on: optimiser steps x batch size (the budget sweep's x axis)."""
+    return max(1, cfg.samples_per_epoch // cfg.batch_size) * cfg.resolved_epochs() * cfg.batch_size
+
+
+def plan_runs(runs_dir: Path, runs: list[str], seeds: list[int], scale: int = 1) -> list[RunJob]:
+    """Every (seed, run) to train; the everyday model is trained for the first seed only (it is not in a claim)."""
+    sub = (lambda seed: runs_dir / f"seed{seed}" / f"x{scale}") if scale > 1 else (lambda seed: runs_dir / f"seed{seed}")
+    return [RunJob(r, s, sub(s) / r, scale) for s in seeds for r in runs if r != EVERYDAY or s == seeds[0]]
 
 
 @dataclass
@@ -33,42 +73,43 @@ class ReproduceResult:
     complete: bool = False
     report: Path | None = None
     seconds: float = 0.0
+    claims: list = field(default_factory=list)
 
 
-def train_all(models: list[str], profile: str, runs: Path, jobs: int | None = None, followups=None,
+def train_all(jobs_todo: list[RunJob], profile: str, jobs: int | None = None, followups=None,
               overrides: dict | None = None) -> tuple[list[str], list[str], dict[str, float], dict]:
-    """Train the variants without a finished run; one overall bar plus a bar per model in training.
+    """Train the runs without a finished checkpoint; one overall bar plus a bar per run in training.
 
-    ``jobs`` models train at once in worker processes (None = auto, see ``plan_jobs``); 1 trains them one after
-    another in this process. ``followups(name) -> {key: (fn, args)}``: work to run in the same worker pool as soon
-    as model ``name`` is trained (or at once for a finished one): ``polycolor reproduce`` scores each model there,
-    so the cores that finish the short ablation models score them while m8 still trains. Returns (trained,
-    skipped, seconds per model, {key: result} of the followups; empty when ``jobs`` is 1). ``overrides``:
-    TrainConfig fields set for every model on top of the profile (``--text-encoder``).
+    ``jobs`` runs train at once in worker processes (None = auto, see ``plan_jobs``); 1 trains them one after
+    another in this process. ``followups(job) -> {key: (fn, args)}``: work to run in the same worker pool as soon
+    as ``job`` is trained (or at once for a finished one): ``polycolor reproduce`` scores each run there, so the
+    cores that finish the short ablation runs score them while the long ones still train. Returns (trained keys,
+    skipped keys, seconds per key, {key: result} of the followups; empty when ``jobs`` is 1). ``overrides``:
+    TrainConfig fields set for every run on top of the profile (``--text-encoder``, ``--precision``).
     """
-    todo = [m for m in models if not is_finished(runs / m)]
-    skipped = [m for m in models if m not in todo]
+    todo = [j for j in jobs_todo if not is_finished(j.folder)]
+    skipped = [j for j in jobs_todo if j not in todo]
     jobs, threads = plan_jobs(jobs, len(todo), profile)
     seconds: dict[str, float] = {}
     extra: dict = {}
     progress = make_progress()
     with progress:
-        overall = progress.add_task(f"reproduce ({profile})", total=len(models), completed=len(skipped),
-                                    info=f"models, {jobs} at a time" if jobs > 1 else "models")
+        overall = progress.add_task(f"reproduce ({profile})", total=len(jobs_todo), completed=len(skipped),
+                                    info=f"runs, {jobs} at a time" if jobs > 1 else "runs")
         if jobs <= 1:
-            for name in todo:
-                seconds[name] = _train_one(name, profile, runs / name, progress, overrides)
+            for job in todo:
+                seconds[job.key] = _train_one(job, profile, progress, overrides)
                 progress.advance(overall)
         else:
-            seconds, extra = _train_in_workers(todo, skipped, profile, runs, jobs, threads, progress, overall,
+            seconds, extra = _train_in_workers(todo, skipped, profile, jobs, threads, progress, overall,
                                                followups, overrides)
-    return [m for m in todo if m in seconds], skipped, seconds, extra
+    return [j.key for j in todo if j.key in seconds], [j.key for j in skipped], seconds, extra
 
 
-def _train_one(name: str, profile: str, run: Path, progress, overrides: dict | None = None) -> float:
-    """Train (or resume) one model with the profile's settings (and ``overrides``); returns its wall seconds."""
+def _train_one(job: RunJob, profile: str, progress, overrides: dict | None = None) -> float:
+    """Train (or resume) one run with the profile's settings (and ``overrides``); returns its wall seconds."""
     t0 = time.perf_counter()
-    train(config_from_profile(name, profile, out=str(run), **(overrides or {})), resume=True, progress=progress)
+    train(job.config(profile, overrides), resume=True, progress=progress)
     return time.perf_counter() - t0
 
 
@@ -89,13 +130,13 @@ def plan_jobs(jobs: int | None, n_models: int, profile: str) -> tuple[int, int]:
     return jobs, max(1, cores // jobs)
 
 
-def estimated_cost(name: str, profile: str, overrides: dict | None = None) -> float:
+def estimated_cost(job: RunJob, profile: str, overrides: dict | None = None) -> float:
     """A rough relative training cost (steps x pixels x sqrt(parameters)), to start the longest runs first."""
     from .polycolor_core.model import count_parameters, create_model
     from .polycolor_core.text import text_dim
 
-    cfg = config_from_profile(name, profile, **(overrides or {}))
-    variant = get_variant(name).tiny() if cfg.tiny_model else get_variant(name)
+    cfg = job.config(profile, overrides)
+    variant = get_variant(cfg.variant).tiny() if cfg.tiny_model else get_variant(cfg.variant)
     steps = max(1, cfg.samples_per_epoch // cfg.batch_size) * cfg.resolved_epochs()
     pixels = sum((end - start) * size * size for size, start, end in stage_bounds(cfg, steps))
     return pixels * count_parameters(create_model(variant, text_dim(cfg.text_encoder), device="meta")) ** 0.5
@@ -118,42 +159,43 @@ class _QueueProgress:
         self.queue.put(("remove", self.name, None, None, ""))
 
 
-def _train_worker(name: str, profile: str, run: str, threads: int, queue, overrides=None) -> tuple[str, float]:
-    """One model in a worker process; its prints (LPIPS notes, hub probes) go to RUN/train.log."""
+def _train_worker(job: RunJob, profile: str, threads: int, queue, overrides=None) -> tuple[str, float]:
+    """One run in a worker process; its prints (LPIPS notes, hub probes) go to RUN/train.log."""
     import contextlib
 
     import torch
 
     torch.set_num_threads(threads)
-    Path(run).mkdir(parents=True, exist_ok=True)
-    with open(Path(run) / "train.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        return name, _train_one(name, profile, Path(run), _QueueProgress(queue, name), overrides)
+    job.folder.mkdir(parents=True, exist_ok=True)
+    with open(job.folder / "train.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        return job.key, _train_one(job, profile, _QueueProgress(queue, job.key), overrides)
 
 
-def _train_in_workers(todo, skipped, profile, runs, jobs, threads, progress, overall, followups=None,
+def _train_in_workers(todo, skipped, profile, jobs, threads, progress, overall, followups=None,
                       overrides=None) -> tuple[dict[str, float], dict]:
     import multiprocessing as mp
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    order = sorted(todo, key=lambda m: -estimated_cost(m, profile, overrides))  # longest first: the last to end is short
+    order = sorted(todo, key=lambda j: -estimated_cost(j, profile, overrides))  # longest first: the last to end is short
     seconds: dict[str, float] = {}
     bars: dict[str, int] = {}
     with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         q = manager.Queue()
-        pending = {pool.submit(_train_worker, m, profile, str(runs / m), threads, q, overrides) for m in order}
+        pending = {pool.submit(_train_worker, j, profile, threads, q, overrides) for j in order}
+        by_key = {j.key: j for j in todo + skipped}
         extra: dict = {}
         jobs_of: dict = {}  # followup future -> its key
 
-        def follow(name: str) -> None:
-            for key, (fn, args) in (followups(name) if followups else {}).items():
+        def follow(job: RunJob) -> None:
+            for key, (fn, args) in (followups(job) if followups else {}).items():
                 fut = pool.submit(fn, *args)
                 jobs_of[fut] = key
                 pending.add(fut)
 
-        for name in skipped:
-            follow(name)
+        for job in skipped:
+            follow(job)
 
         def drain():
             while True:
@@ -180,95 +222,183 @@ def _train_in_workers(todo, skipped, profile, runs, jobs, threads, progress, ove
                 if name in bars:
                     progress.remove_task(bars.pop(name))
                 progress.advance(overall)
-                follow(name)
+                follow(by_key[name])
         drain()
     return seconds, extra
 
 
-def wide_palette_models(runs: Path, models: list[str]) -> list[str]:
-    """The models whose checkpoint records a training palette beyond the data spec's colours (``--colours``)."""
+def is_wide_palette(folder: Path) -> bool:
+    """Whether a run's checkpoint records a training palette beyond the data spec's colours (``--colours``)."""
     from .polycolor_core.modelinfo import ModelInfo
 
-    return [m for m in models if (info := ModelInfo.find(runs / m)) is not None and info.colours]
+    return (info := ModelInfo.find(folder)) is not None and bool(info.colours)
 
 
-# The report's scoring is sized to the cpu profile's 12-minute budget (it runs beside and after m8's training):
-USER_FAMILY_N = 1  # held-out images per user-input family (each 0.03-0.9 s to score per row: they are 128-1024 px)
+# The report's scoring:
+USER_FAMILY_N = 2  # held-out images per user-input family for the everyday model's own table (128-1024 px each)
 COLOUR_TABLE_LIMIT = 40  # the first 40 names of each colour set (all 8 canonical, 27 CSS, 40 of 168 XKCD, 32 hex);
 # `python -m polycolor.eval.colours runs/m8` scores them all
 
 
+def parse_seeds(text: str | None) -> list[int]:
+    """``--seeds 0,1,2`` -> [0, 1, 2] (order kept, duplicates dropped); a clear error for anything else."""
+    try:
+        seeds = [int(t) for t in str(text if text is not None else "0").split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected comma-separated non-negative integers such as 0,1,2") from None
+    if not seeds or any(x < 0 for x in seeds):
+        raise ValueError(f"--seeds {text!r}: expected comma-separated non-negative integers such as 0,1,2")
+    return list(dict.fromkeys(seeds))
+
+
 def run_reproduce(profile: str = "cpu", out: Path = Path("reproduce-cpu"), models: list[str] | None = None,
                   eval_n: int | None = None, eval_size: int = 128, jobs: int | None = None,
-                  text_encoder: str | None = None, precision: str | None = None) -> ReproduceResult:
-    """Train, score and report (module docstring). ``text_encoder``: every model's, instead of the profile's (the
-    report profile's CLIP needs a download; ``minilm-l6`` ships with the package); the report states it.
-    ``precision``: every model's training precision instead of the profile's (``auto`` decides per model by
-    measurement: ``polycolor_core/training_precision.py``). ``out`` is locked meanwhile (``folderlock``): a second
-    reproduce at the same folder stops with a clear error instead of training the same models twice."""
+                  text_encoder: str | None = None, precision: str | None = None, seeds: list[int] | None = None,
+                  sweep: bool = False) -> ReproduceResult:
+    """Train, score, judge and report (module docstring). ``models``: run names (``profiles.parse_runs``; default
+    every run). ``seeds``: train each run once per seed (default [0]). ``sweep``: for each claim that does not hold,
+    train its two runs at ``SWEEP_SCALE`` x the steps (same seeds) and report whether the verdict changes.
+    ``text_encoder``: every model's, instead of the profile's (the report profile's CLIP needs a download;
+    ``minilm-l6`` ships with the package); the report states it. ``precision``: every model's training precision
+    instead of the profile's. ``out`` is locked meanwhile (``folderlock``): a second reproduce at the same folder
+    stops with a clear error instead of training the same runs twice."""
     with folder_lock(out, "polycolor reproduce"):
-        return _run_reproduce(profile, Path(out), models, eval_n, eval_size, jobs, text_encoder, precision)
+        return _run_reproduce(profile, Path(out), parse_runs(",".join(models)) if models else parse_runs(None),
+                              eval_n, eval_size, jobs, text_encoder, precision, list(seeds or [0]), sweep)
 
 
-def _run_reproduce(profile, out, models, eval_n, eval_size, jobs, text_encoder, precision) -> ReproduceResult:
+def _score_followups(data_args: dict, outputs: tuple[str, ...]):
+    """``followups(job)`` for ``train_all``: score a run (and the everyday model's colour table) in the pool."""
     import functools
 
+    from .eval.colours import colour_table_job
+    from .eval.models import resolve_models
+    from .eval.scoring import score_job
+
+    colours_of = functools.partial(colour_table_job, threads=1, n_hex=32, limit=COLOUR_TABLE_LIMIT)
+
+    def followups(job: RunJob) -> dict:
+        ref = resolve_models([job.folder])[0]
+        score = functools.partial(score_job, backend="torch", threads=1)  # one thread per worker, like training
+        todo = {("score", job.key): (score, (ref, data_args, "auto", outputs))} if ref.found else {}
+        if ref.found and job.scale == 1 and is_wide_palette(job.folder):
+            todo[("colours", job.key)] = (colours_of, ([str(job.folder)],))
+        return todo
+
+    return followups, colours_of
+
+
+def _boards(groups: dict, data, extra: dict, jobs: int | None, profile: str, outputs) -> dict:
+    """One leaderboard per seed (or sweep seed) over its runs, reusing the rows scored in the training pool."""
+    from .eval.leaderboard import run_leaderboard
+
+    boards = {}
+    for gkey, group in groups.items():
+        scored = {j.run: extra[("score", j.key)][1] for j in group if ("score", j.key) in extra}
+        boards[gkey] = run_leaderboard([j.folder for j in group], data=data, threads=1, backend="torch",
+                                       outputs=outputs, jobs=plan_jobs(jobs, len(group), profile)[0], scored=scored)
+    return boards
+
+
+def _loss_spread(jobs: list[RunJob]) -> dict[str, list[float]]:
+    """{run: per seed, the last epoch's step-to-step loss sd over its mean loss} (claim 4's loss-curve reading)."""
+    spread: dict[str, list[float]] = {}
+    for j in jobs:
+        rows = read_metrics(j.folder)
+        if rows and "loss_sd" in rows[-1] and rows[-1].get("loss"):
+            spread.setdefault(j.run, []).append(rows[-1]["loss_sd"] / rows[-1]["loss"])
+    return spread
+
+
+def raw_scores(boards: dict) -> dict:
+    """{seed: {run: {metric: per-image list}}} of the raw rows (the claims' input)."""
+    return {seed: {r.name: r.per_sample for r in b.rows if r.kind == "model" and r.output == "raw"}
+            for seed, b in boards.items()}
+
+
+def _run_reproduce(profile, out, runs, eval_n, eval_size, jobs, text_encoder, precision, seeds, sweep) -> ReproduceResult:
     from rich.console import Console
 
-    from .eval.colours import colour_table_job, merge_colour_tables
+    from .eval.claims import CLAIMS, DOES_NOT_HOLD, judge_claims
     from .eval.heldout import load_eval_data
     from .eval.leaderboard import run_leaderboard, write_outputs
     from .eval.render import render_terminal
+    from .eval.colours import merge_colour_tables
+    from .reproduce_plots import plot_budget_sweep
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     t0 = time.perf_counter()
-    models = [get_variant(m).name for m in (models or [f"m{i}" for i in range(1, 9)])]
+    for r in runs:
+        get_variant(config_from_profile(r, profile).variant)  # a bad run name or profile fails before any training
     prof = get_profile(profile)
-    out = Path(out)
-    runs = out / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    console.print(f"[bold]polycolor reproduce[/] profile [cyan]{profile}[/]: {prof.description}")
-    # Scoring: both outputs (the study's raw picture and the composite users get) and a few of each user-input family
-    # at its own size, on the torch backend (which every checkpoint has; auto would export each model to ONNX
-    # first). Each model is scored in the training pool as soon as it is trained, and the wide-palette models get
-    # the colour-generalisation table there too; whatever is left (one job at a time, a failed job) is scored below.
-    data_args = dict(n=eval_n or prof.eval_n, size=eval_size, user_n=USER_FAMILY_N)
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]polycolor reproduce[/] profile [cyan]{profile}[/], seeds {','.join(map(str, seeds))}: "
+                  f"{prof.description}")
+    # Scoring: both outputs (the study's raw picture and the composite users get) on the held-out families the study
+    # trains on, on the torch backend (which every checkpoint has); each run is scored in the training pool as soon
+    # as it is trained, and the wide-palette everyday model gets the colour table there too.
+    data_args = dict(n=eval_n or prof.eval_n, size=eval_size, user_n=0)
     outputs = ("raw", "composite")
-    colours_of = functools.partial(colour_table_job, threads=1, n_hex=32, limit=COLOUR_TABLE_LIMIT)  # [paths] -> table
-
-    def followups(name: str) -> dict:
-        from .eval.models import resolve_models
-        from .eval.scoring import score_job
-
-        ref = resolve_models([name], runs)[0]
-        score = functools.partial(score_job, backend="torch", threads=1)  # one thread per worker, like training
-        jobs_for = {("score", name): (score, (ref, data_args, "auto", outputs))} if ref.found else {}
-        if ref.found and wide_palette_models(runs, [name]):
-            jobs_for[("colours", name)] = (colours_of, ([str(runs / name)],))
-        return jobs_for
-
+    followups, colours_of = _score_followups(data_args, outputs)
     overrides = {k: v for k, v in (("text_encoder", text_encoder), ("precision", precision)) if v} or None
-    trained, skipped, train_seconds, extra = train_all(models, profile, runs, jobs, followups, overrides)
+    plan = plan_runs(runs_dir, runs, seeds)
+    trained, skipped, train_seconds, extra = train_all(plan, profile, jobs, followups, overrides)
     if skipped:
         console.print(f"already finished (kept): {', '.join(skipped)}")
 
     console.print("scoring on held-out shapes ...")
-    scored = {key[1]: value[1] for key, value in extra.items() if key[0] == "score"}  # value: (name, rows)
-    board = run_leaderboard(models, runs_dir=runs, data=load_eval_data(**data_args), threads=1, backend="torch",
-                            outputs=outputs, jobs=plan_jobs(jobs, len(models), profile)[0], scored=scored)
-    tables = [v for k, v in extra.items() if k[0] == "colours"]
-    left = [m for m in wide_palette_models(runs, models) if ("colours", m) not in extra]
-    if left:
-        tables.append(colours_of([str(runs / m) for m in left]))
-    colour_generalisation = merge_colour_tables(tables)
-    written = write_outputs(board, out_dir=out, by_family=True)
-    render_terminal(board, console, by_family=True, written=written)
-    curves = plot_loss_curves(runs, models, out / "loss_curves.png")
-    notes = deviations(runs, models, profile)
-    report = write_report(out, profile, models, board, curves, notes, runs, train_seconds,
-                          time.perf_counter() - t0, colour_generalisation)
-    complete = all(is_finished(runs / m) for m in models) and board.ok
+    data = load_eval_data(**data_args)
+    boards = _boards({s: [j for j in plan if j.seed == s] for s in seeds}, data, extra, jobs, profile, outputs)
+    claims = judge_claims(raw_scores(boards), data.families, _loss_spread(plan))
+
+    sweep_claims, sweep_png, sweep_boards = {}, None, {}
+    if sweep:
+        failing = [c for c in claims if c.verdict == DOES_NOT_HOLD]
+        pair_runs = list(dict.fromkeys(r for c in failing for r in (c.better, c.worse)))
+        if pair_runs:
+            console.print(f"budget sweep: {', '.join(pair_runs)} at {SWEEP_SCALE}x the steps for claims "
+                          f"{', '.join(str(c.claim.id) for c in failing)}")
+            splan = plan_runs(runs_dir, pair_runs, seeds, SWEEP_SCALE)
+            t2, _, s2, extra2 = train_all(splan, profile, jobs, followups, overrides)
+            trained += t2
+            train_seconds.update(s2)
+            sweep_boards = _boards({s: [j for j in splan if j.seed == s] for s in seeds}, data, extra2, jobs,
+                                   profile, outputs)
+            results = judge_claims(raw_scores(sweep_boards), data.families, _loss_spread(splan + plan),
+                                   claims=[c.claim for c in failing])
+            for c, r in zip(failing, results):  # the same pair as at 1x (claim 7: the 1x runner-up)
+                sweep_claims[c.claim.id] = r if (r.better, r.worse) == (c.better, c.worse) else judge_claims(
+                    raw_scores(sweep_boards), data.families, claims=[dataclasses.replace(c.claim, worse=c.worse)])[0]
+            images = {(j.run, j.scale): training_images(j.config(profile, overrides)) for j in plan + splan}
+
+            sweep_png = plot_budget_sweep(claims, sweep_claims, raw_scores(boards), raw_scores(sweep_boards), images,
+                                          out / "budget_sweep.png", data.families)
+        else:
+            console.print("budget sweep: every claim holds or cannot be tested here; nothing to sweep")
+
+    everyday = next((j for j in plan if j.run == EVERYDAY), None)
+    everyday_board, colour_table = None, None
+    if everyday is not None and is_finished(everyday.folder):
+        # the everyday model on what people bring: each user-input family at its own size
+        everyday_board = run_leaderboard([everyday.folder], data=load_eval_data(n=8, size=eval_size,
+                                                                                user_n=USER_FAMILY_N),
+                                         threads=1, backend="torch", outputs=outputs, reference=False)
+        tables = [v for k, v in extra.items() if k[0] == "colours"]
+        if not tables and is_wide_palette(everyday.folder):
+            tables.append(colours_of([str(everyday.folder)]))
+        colour_table = merge_colour_tables(tables)
+    first = boards[seeds[0]]
+    written = write_outputs(first, out_dir=out, by_family=True)
+    render_terminal(first, console, by_family=True, written=written)
+    curves = plot_loss_curves([j for j in plan if j.seed == seeds[0]], out / "loss_curves.png")
+    notes = deviations(runs_dir / f"seed{seeds[0]}", runs, profile)
+    report = write_report(out, profile, plan, seeds, boards, claims, curves, notes, train_seconds,
+                          time.perf_counter() - t0, colour_table, everyday_board, sweep_claims, sweep_png,
+                          sweep_boards)
+    complete = all(is_finished(j.folder) for j in plan) and all(b.ok for b in boards.values())
+    for c in claims:
+        console.print(f"claim {c.claim.id} ({c.claim.finding}): [bold]{c.verdict}[/]" +
+                      (" (one seed)" if c.one_seed and c.claim.id in {x.id for x in CLAIMS} else ""))
     console.print(f"report: {report}  ({time.perf_counter() - t0:.0f} s)")
-    return ReproduceResult(out, trained, skipped, complete, report, time.perf_counter() - t0)
-
-
+    return ReproduceResult(out, trained, skipped, complete, report, time.perf_counter() - t0, claims)

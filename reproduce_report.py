@@ -1,7 +1,8 @@
-"""The report of ``polycolor reproduce``: deviations from the study, loss curves, and ``report.md`` / ``report.json``.
+"""The report of ``polycolor reproduce``: deviations from the study, and ``report.md`` / ``report.json``.
 
-``reproduce.py`` trains and scores; this module only turns what they produced (each model's saved settings and
-metrics, the leaderboard, the colour table) into the report folder's files.
+``reproduce.py`` trains, scores and judges; this module only turns what they produced (the claims, each seed's
+leaderboard, each run's saved settings and metrics, the colour table) into the report folder's files. The first
+screen is the claims table and the leaderboard; the setup, deviations, per-family tables and pictures follow.
 """
 
 from __future__ import annotations
@@ -10,49 +11,14 @@ import dataclasses
 import json
 from pathlib import Path
 
+from .eval.schema import jsonable
+
 from .polycolor_core.atomic import write_text_atomic
-from .polycolor_core.profiles import get_profile, profile_train_settings
+from .polycolor_core.profiles import get_profile, profile_train_settings, run_variant
 from .polycolor_core.variants import get_variant
+from .reproduce_plots import read_metrics
 
-__all__ = ["read_metrics", "plot_loss_curves", "deviations", "write_report"]
-
-
-def read_metrics(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def plot_loss_curves(runs: Path, models: list[str], dest: Path) -> Path | None:
-    """One PNG: training loss and validation in-polygon ΔE per epoch, one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    drawn = False
-    for name in models:
-        rows = read_metrics(runs / name)
-        if not rows:
-            continue
-        drawn = True
-        ep = [r["epoch"] for r in rows]
-        a.plot(ep, [r["loss"] for r in rows], marker="o", label=name)
-        b.plot(ep, [r.get("val_de76_polygon", float("nan")) for r in rows], marker="o", label=name)
-    if not drawn:
-        plt.close(fig)
-        return None
-    a.set(title="training loss (composite)", xlabel="epoch", yscale="log")
-    b.set(title="validation ΔE76 inside the polygon", xlabel="epoch", yscale="log")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(dest, dpi=110)
-    plt.close(fig)
-    return dest
+__all__ = ["deviations", "write_report"]
 
 
 def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
@@ -67,7 +33,8 @@ def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
         info = ModelInfo.find(runs / name)
         # a model's own saved settings win; the profile's are the fallback for a model with no checkpoint yet
         t = (info.train_config if info is not None else {}) or profile_train_settings(prof, name)
-        weights = (info.loss_weights if info is not None else None) or dataclasses.asdict(get_variant(name).loss)
+        weights = (info.loss_weights if info is not None else None) or dataclasses.asdict(
+            get_variant(run_variant(name)).loss)
         precision = info.precision if info is not None else None
         has_lpips = weights.get("lpips", 0) > 0 and not (info is not None and info.lpips_dropped)
         notes += [f"{name}: {n}" for n in _setting_notes(t, has_ssim=weights.get("ssim", 0) > 0,
@@ -113,6 +80,8 @@ def _setting_notes(t: dict, has_ssim: bool = True, precision: str | None = None,
         film = " that also scales and shifts every UNet block (FiLM)" if t["conditioning"] == "text+rgb+film" else ""
         notes.append(f"conditioning {t['conditioning']}: the text embedding plus one token of the resolved RGB{film} "
                      "(the study: the text embedding only); it measured best on held-out colour names and hex codes.")
+    if t.get("data", study["data"]) != study["data"]:
+        notes.append(f"training data {t['data']} (the study's ablation: {study['data']}).")
     if t.get("colours"):
         notes.append(f"training palette {t['colours']} (the study: its 8 colour names); held-out names are never "
                      "drawn.")
@@ -133,7 +102,7 @@ def _dedupe_model_notes(notes: list[str], models: list[str]) -> list[str]:
     plain: list[str] = []
     for n in notes:
         head, sep, rest = n.partition(": ")
-        if sep and head.startswith("m") and head[1:].isdigit():
+        if sep and head in models:
             names = grouped.setdefault(rest, [])
             if head not in names:
                 names.append(head)
@@ -184,17 +153,64 @@ def precision_cell(info) -> str:
     return f"{info.precision} (auto: {choice.get('reason', '').split(': ', 1)[-1]}{'; img/s ' + rates if rates else ''})"
 
 
-def write_report(out: Path, profile: str, models: list[str], board, curves: Path | None, notes: list[str],
-                 runs: Path, train_seconds: dict[str, float], seconds: float, colours: dict | None = None) -> Path:
+def _claims_intro(prof, seeds: list[int]) -> list[str]:
+    if not prof.ranks:
+        return [f"**Profile `{prof.name}` ranks nothing**: its schedule is too short for the ablation to leave its "
+                "plateau, so the verdicts below are the pipeline's, not the study's. `polycolor reproduce` (the "
+                "`cpu` profile) is the reproduction.", ""]
+    if len(seeds) == 1:
+        return ["One seed: each verdict is an indication (its interval covers the held-out images, not the training "
+                "seed's spread); `--seeds 0,1,2` trains every run once per seed.", ""]
+    return []
+
+
+def write_report(out: Path, profile: str, plan, seeds: list[int], boards: dict, claims, curves: Path | None,
+                 notes: list[str], train_seconds: dict[str, float], seconds: float, colours: dict | None = None,
+                 everyday_board=None, sweep_claims: dict | None = None, sweep_png: Path | None = None,
+                 sweep_boards: dict | None = None) -> Path:
+    """report.md (claims table and leaderboard first) and report.json. ``plan``: the ``RunJob``s; ``boards``:
+    {seed: Leaderboard}; ``claims``: ``ClaimResult``s; ``sweep_*``: the budget sweep's (empty without one)."""
+    from .eval.claims import claims_markdown
+    from .eval.report import family_markdown_table, markdown_table
+    from .eval.seeds import aggregate, family_seeds_markdown, seeds_markdown
     from .polycolor_core import __version__
     from .polycolor_core.modelinfo import ModelInfo
-    from .eval.report import family_markdown_table, markdown_table
+    from .polycolor_core.precision import cpu_description
 
     prof = get_profile(profile)
+    first = boards[seeds[0]]
+    runs = list(dict.fromkeys(j.run for j in plan))
+    rows = aggregate(boards)
+    cpu, flags = cpu_description()
+    sweep_claims = sweep_claims or {}
+    board_md = (markdown_table(first) if len(seeds) == 1 else seeds_markdown(rows, len(seeds)))
     lines = [
         "# polycolor: the eight-model study, reproduced",
         "",
-        f"polycolor {__version__}, profile `{profile}` ({prof.description}). Total wall time {seconds / 60:.1f} min.",
+        f"polycolor {__version__}, profile `{profile}` ({prof.description}); seeds {', '.join(map(str, seeds))}. "
+        f"Total wall time {seconds / 60:.1f} min on {cpu} ({', '.join(flags) or 'no AVX-512/AMX flags'}).",
+        "",
+        "## Does the study hold?",
+        "",
+        *_claims_intro(prof, seeds),
+        claims_markdown(claims, sweep_claims),
+        "",
+        *([f"Budget sweep: the claims that did not hold, their two runs at 4x the steps (same seeds): "
+           f"![budget sweep]({sweep_png.name})", ""] if sweep_png else []),
+        f"## Leaderboard (held-out shapes, scored at {first.data.size or 128} px)",
+        "",
+        f"Data: {first.data.description}. Sorted by in-polygon CIEDE2000 (lower is better)"
+        + (f"; mean ± sd over {len(seeds)} seeds (the sd is the spread training seeds add)." if len(seeds) > 1
+           else "."),
+        "Rows: m1-m7 and `m8-study` are the study's ablation (one data mix and schedule, the colour name as text); "
+        "`m4-nodark` is m4 without the dark family (claim 8); `m8-everyday` is the model this run leaves for daily "
+        "use (every family, the wide palette, the RGB token + FiLM; first seed only). `composite` rows score what "
+        "`Colorizer` users get: the fill pasted into their own image.",
+        "",
+        board_md,
+        "",
+        "The `flood-fill (reference)` row is a classical algorithm (flood fill from the border, paint the rest "
+        "with the named colour): it shows the ceiling on these clean images.",
         "",
         "## Setup",
         "",
@@ -206,61 +222,60 @@ def write_report(out: Path, profile: str, models: list[str], board, curves: Path
         "Profile settings: " + ", ".join(f"`{k}={v}`" for k, v in prof.train.items()) + ".",
         "",
         *[f"{name} only: " + ", ".join(f"`{k}={v}`" for k, v in extra.items()) + "." for name, extra in
-          prof.variants.items() if name in models],
+          prof.variants.items() if name in runs],
         "",
         "## Deviations from the study",
         "",
         *([f"- {n}" for n in notes] or ["- none"]),
         "",
-        *_lpips_lines(runs, models),
-        f"## Leaderboard (held-out shapes, scored at {board.data.size or 128} px; user-input families at their own size)",
+        *_lpips_lines(plan[0].folder.parent, [j.run for j in plan if j.seed == seeds[0] and j.scale == 1]),
+        "## Per-family breakdown" + (f" (in-polygon ΔE00, mean ± sd over {len(seeds)} seeds)" if len(seeds) > 1
+                                     else ""),
         "",
-        f"Data: {board.data.description}. Sorted by in-polygon CIEDE2000 (lower is better).",
-        "",
-        markdown_table(board),
-        "",
-        "The `flood-fill (reference)` row is a classical algorithm (flood fill from the border, paint the rest "
-        "with the named colour): it shows the ceiling on these clean images.",
-        "",
-        "## Per-family breakdown",
-        "",
-        family_markdown_table(board),
-        "",
-        *_colour_lines(colours),
-        "## Pictures",
-        "",
-        "Contact sheet (rows = models, columns = the same held-out samples):",
-        "",
-        "![contact sheet](contact_sheet.png)",
+        family_markdown_table(first) if len(seeds) == 1 else family_seeds_markdown(rows),
         "",
     ]
+    if everyday_board is not None:
+        lines += ["## The everyday model on what people bring", "",
+                  f"Data: {everyday_board.data.description}.", "", family_markdown_table(everyday_board), ""]
+    lines += [*_colour_lines(colours),
+              "## Pictures", "",
+              "Contact sheet (rows = models of the first seed, columns = the same held-out samples):", "",
+              "![contact sheet](contact_sheet.png)", ""]
     if curves is not None:
-        lines += ["Loss curves:", "", f"![loss curves]({curves.name})", ""]
-    lines += ["## Per-model training", "",
-              "| model | epochs | steps | precision | train time (s) | last loss | val ΔE76 polygon | sample grids |",
-              "|---|---|---|---|---|---|---|---|"]
-    for name in models:
-        rows = read_metrics(runs / name)
-        grids = sorted((runs / name / "samples").glob("epoch_*.png"))
+        lines += ["Loss curves (first seed):", "", f"![loss curves]({curves.name})", ""]
+    lines += ["## Per-run training", "",
+              "| run | seed | epochs | steps | precision | train time (s) | last loss | loss spread | val ΔE76 polygon "
+              "| sample grids |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for job in plan:
+        rows_m = read_metrics(job.folder)
+        grids = sorted((job.folder / "samples").glob("epoch_*.png"))
         links = " ".join(f"[{g.stem.split('_')[1]}]({g.relative_to(out).as_posix()})" for g in grids)
-        last = rows[-1] if rows else {}
-        info = ModelInfo.find(runs / name)
-        lines.append(f"| {name} | {last.get('epoch', '-')} | {last.get('step', '-')} | "
-                     f"{precision_cell(info)} | "
-                     f"{train_seconds.get(name, float('nan')):.0f} | {last.get('loss', float('nan')):.4f} | "
-                     f"{last.get('val_de76_polygon', float('nan')):.2f} | {links} |")
-    lines += ["", "Each model's last sample grid (input | prediction | target):", ""]
-    for name in models:
-        grids = sorted((runs / name / "samples").glob("epoch_*.png"))
-        if grids:
-            lines.append(f"**{name}** ![{name}]({grids[-1].relative_to(out).as_posix()})")
+        last = rows_m[-1] if rows_m else {}
+        spread = last["loss_sd"] / last["loss"] if last.get("loss_sd") is not None and last.get("loss") else float("nan")
+        lines.append(f"| {job.run} | {job.seed} | {last.get('epoch', '-')} | {last.get('step', '-')} | "
+                     f"{precision_cell(ModelInfo.find(job.folder))} | "
+                     f"{train_seconds.get(job.key, float('nan')):.0f} | {last.get('loss', float('nan')):.4f} | "
+                     f"{spread:.3f} | {last.get('val_de76_polygon', float('nan')):.2f} | {links} |")
+    lines += ["", "Each run's last sample grid (input | prediction | target), first seed:", ""]
+    for job in plan:
+        grids = sorted((job.folder / "samples").glob("epoch_*.png"))
+        if grids and job.seed == seeds[0] and job.scale == 1:
+            lines.append(f"**{job.run}** ![{job.run}]({grids[-1].relative_to(out).as_posix()})")
             lines.append("")
     report = write_text_atomic(out / "report.md", "\n".join(lines))
-    summary = {"profile": profile, "models": models, "seconds": seconds, "train_seconds": train_seconds,
-               "precision": {m: (i.precision if (i := ModelInfo.find(runs / m)) else None) for m in models},
-               "precision_choice": {m: (i.meta.get("precision_choice") if (i := ModelInfo.find(runs / m)) else None)
-                                    for m in models},
-               "deviations": notes, "leaderboard": board.to_dict(), "colour_generalisation": colours,
-               "training": {m: read_metrics(runs / m) for m in models}}
-    write_text_atomic(out / "report.json", json.dumps(summary, indent=2, default=str))
+    infos = {j.key: ModelInfo.find(j.folder) for j in plan}
+    summary = {"profile": profile, "ranks": prof.ranks, "runs": runs, "seeds": seeds, "seconds": seconds,
+               "cpu": {"name": cpu, "flags": flags}, "train_seconds": train_seconds,
+               "claims": [c.to_dict() for c in claims],
+               "budget_sweep": {str(k): v.to_dict() for k, v in sweep_claims.items()},
+               "leaderboard": first.to_dict(), "leaderboard_seeds": {str(k): b.to_dict() for k, b in boards.items()},
+               "leaderboard_mean_sd": rows,
+               "sweep_leaderboards": {str(k): b.to_dict() for k, b in (sweep_boards or {}).items()},
+               "everyday_user_families": everyday_board.to_dict() if everyday_board is not None else None,
+               "precision": {k: (i.precision if i else None) for k, i in infos.items()},
+               "precision_choice": {k: (i.meta.get("precision_choice") if i else None) for k, i in infos.items()},
+               "deviations": notes, "colour_generalisation": colours,
+               "training": {j.key: read_metrics(j.folder) for j in plan}}
+    write_text_atomic(out / "report.json", json.dumps(jsonable(summary), indent=2, default=str))
     return report

@@ -124,7 +124,8 @@ def ciede2000_map(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def colour_error(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Mean CIEDE2000 of one image pair: ``{"de_polygon": over mask pixels, "de_image": over all pixels}``.
+    """Mean CIEDE2000 of one image pair: ``{"de_polygon": over mask pixels, "de_image": over all pixels,
+    "de_edge": over the 1-px band around the mask's boundary (:func:`edge_band`)}``.
 
     ``de_polygon`` is NaN when the mask is empty (there is no polygon to score).
     """
@@ -139,10 +140,23 @@ def _colour_error_from_map(de: np.ndarray, mask: np.ndarray) -> dict[str, float]
     if mask.shape != de.shape:
         raise ValueError(f"mask shape {mask.shape} does not match the image's {de.shape}")
     n = int(mask.sum())
+    band = edge_band(mask)
     return {
         "de_polygon": float(de[mask].mean(dtype=np.float64)) if n else float("nan"),
         "de_image": float(de.mean(dtype=np.float64)),
+        "de_edge": float(de[band].mean(dtype=np.float64)) if band.any() else float("nan"),
     }
+
+
+def edge_band(mask: np.ndarray) -> np.ndarray:
+    """The pixels within one pixel (8-neighbourhood) of the polygon's boundary, on both sides: a 3x3 dilation of
+    ``mask`` minus its 3x3 erosion, bool ``[H,W]``. A blurred or misplaced edge shows up here first, which is what
+    the study's "LPIPS sharpens edges" claim is about (``de_edge``: mean CIEDE2000 over this band)."""
+    m = np.asarray(mask, dtype=bool)
+    pad = np.pad(m, 1, mode="edge")
+    h, w = m.shape
+    shifts = [pad[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)]  # 9 x [H,W]
+    return np.logical_or.reduce(shifts) & ~np.logical_and.reduce(shifts)
 
 
 # ------------------------------------------------------------------------------------------------- masks
@@ -280,7 +294,7 @@ def background_changed(input: np.ndarray, pred: np.ndarray, target: np.ndarray, 
 def score_pair(
     input: np.ndarray, pred: np.ndarray, target: np.ndarray, colour_rgb: Sequence[int]
 ) -> dict[str, float]:
-    """All non-LPIPS metrics of one sample: keys ``de_polygon, de_image, iou, ssim, psnr``.
+    """All non-LPIPS metrics of one sample: keys ``de_polygon, de_image, de_edge, iou, ssim, psnr``.
 
     ``iou`` compares :func:`predicted_mask` (pred vs input and colour) with :func:`true_mask`
     (target vs input). LPIPS is batch-wise: :class:`LpipsScorer`.
@@ -329,7 +343,7 @@ def score_batch(
     if colours.shape[0] != n:
         raise ValueError(f"got {colours.shape[0]} colours for {n} images")
 
-    keys = ("de_polygon", "de_image", "iou", "ssim", "psnr")
+    keys = ("de_polygon", "de_image", "de_edge", "iou", "ssim", "psnr")
     out = {k: np.empty(n, dtype=np.float64) for k in keys}
     for i in range(n):  # per image: faster than whole-batch LAB arrays (cache-friendly, bounded memory)
         one = _score_one(inputs[i], preds[i], targets[i], colours[i])

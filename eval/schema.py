@@ -40,6 +40,8 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("ssim", "SSIM", True, ".4f", "SSIM (Wang et al., 11x11 Gaussian), higher is better"),
         MetricInfo("de_polygon", "ΔE00 poly", False, ".2f", "mean CIEDE2000 over the true polygon, lower is better"),
         MetricInfo("de_image", "ΔE00 img", False, ".2f", "mean CIEDE2000 over the whole image, lower is better"),
+        MetricInfo("de_edge", "ΔE00 edge", False, ".2f",
+                   "mean CIEDE2000 within 1 px of the true polygon's boundary (edge sharpness), lower is better"),
         MetricInfo("iou", "IoU", True, ".3f", "IoU of predicted vs true polygon mask, higher is better"),
         MetricInfo("psnr", "PSNR", True, ".2f", "PSNR in dB (capped at 100), higher is better"),
         MetricInfo("bg_changed", "bg chg %", False, ".1f",

@@ -310,7 +310,9 @@ def _train(cfg: TrainConfig, resume: bool, progress, stop_after_steps: int | Non
             record = {"epoch": epoch, "step": step, "image_size": size_at(step - 1),
                       "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                       "images_per_s": seen / (time.perf_counter() - t0), "time": time.time(),
-                      **{k: float(np.mean(v)) for k, v in epoch_parts.items()}, **val_metrics}
+                      **{k: float(np.mean(v)) for k, v in epoch_parts.items()},
+                      "loss_sd": float(np.std(epoch_parts["loss"])),  # step-to-step spread: the study's "unstable"
+                      **val_metrics}
             epoch_parts = {}
             if rank == 0:
                 save_sample_grid(out / "samples" / f"epoch_{epoch:03d}.png", val, val_pred, title=f"{variant.name} epoch {epoch}")

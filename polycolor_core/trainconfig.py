@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .palettes import CONDITIONINGS, parse_palette
 from .precision import PRECISIONS, check_precision
-from .profiles import get_profile, profile_train_settings
+from .profiles import get_profile, run_settings
 from .textspec import check_template
 from .variants import get_variant
 
@@ -150,8 +150,10 @@ class TrainConfig:
 
 
 def config_from_profile(variant: str, profile: str = "cpu", **overrides) -> TrainConfig:
-    """Profile values, then explicit overrides (None values are ignored)."""
-    base = profile_train_settings(get_profile(profile), variant)
+    """Profile values, then explicit overrides (None values are ignored). ``variant`` may also name one of the
+    study's runs (``m8-study``, ``m4-nodark``, ``m8-everyday``: ``profiles.RUNS``), which sets the variant."""
+    base = run_settings(get_profile(profile), variant)
+    variant = base.pop("variant")
     given = {k: v for k, v in overrides.items() if v is not None}
     if "bf16" in given:  # the old spelling (--bf16/--no-bf16, bf16=True) wins over the profile's precision
         given["precision"] = "bf16" if given.pop("bf16") else "fp32"

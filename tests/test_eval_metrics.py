@@ -157,7 +157,9 @@ def test_colour_error_polygon_and_image_means():
     out = colour_error(pred, target, mask)
     assert out["de_polygon"] == pytest.approx(d, abs=1e-3)
     assert out["de_image"] == pytest.approx(d / 2, abs=1e-3)
-    assert colour_error(target, target, mask) == {"de_polygon": 0.0, "de_image": 0.0}
+    # the edge band is rows 4 (inside, off by d) and 5 (outside, exact): half of it is off
+    assert out["de_edge"] == pytest.approx(d / 2, abs=1e-3)
+    assert colour_error(target, target, mask) == {"de_polygon": 0.0, "de_image": 0.0, "de_edge": 0.0}
     assert math.isnan(colour_error(pred, target, np.zeros((10, 10), bool))["de_polygon"])
 
 
@@ -257,8 +259,8 @@ def _outline_sample(size=64, width=2, bg=(255, 255, 255), outline=(0, 0, 0), col
 def test_score_pair_identical_and_keys():
     inp, tgt, _ = _outline_sample()
     out = score_pair(inp, tgt, tgt, (255, 0, 0))
-    assert set(out) == {"de_polygon", "de_image", "iou", "ssim", "psnr"}
-    assert out == {"de_polygon": 0.0, "de_image": 0.0, "iou": 1.0, "ssim": 1.0, "psnr": PSNR_CAP_DB}
+    assert set(out) == {"de_polygon", "de_image", "de_edge", "iou", "ssim", "psnr"}
+    assert out == {"de_polygon": 0.0, "de_image": 0.0, "de_edge": 0.0, "iou": 1.0, "ssim": 1.0, "psnr": PSNR_CAP_DB}
     # the "do nothing" prediction: no painted pixels, large polygon error
     lazy = score_pair(inp, inp, tgt, (255, 0, 0))
     assert lazy["iou"] == 0.0 and lazy["de_polygon"] > 20 and lazy["psnr"] < PSNR_CAP_DB
@@ -451,3 +453,28 @@ def test_parse_range():
     with pytest.raises(ValueError, match="descending"):
         selection.parse_range("m8..m1")
     assert selection.valid_names() == tuple(ALL8)
+
+
+def test_edge_band_is_one_pixel_either_side_of_the_boundary():
+    from polycolor.eval.metrics import edge_band
+
+    mask = np.zeros((9, 9), bool)
+    mask[2:7, 2:7] = True  # a 5x5 square
+    band = edge_band(mask)
+    ring_in = mask & ~np.pad(np.ones((3, 3), bool), 3)  # the square's own outer ring
+    ring_out = np.pad(np.ones((7, 7), bool), 1) & ~mask  # the ring just outside it
+    assert np.array_equal(band, ring_in | ring_out)
+    assert not edge_band(np.zeros((5, 5), bool)).any() and not edge_band(np.ones((5, 5), bool)).any()
+
+
+def test_blurred_edge_raises_edge_error_more_than_polygon_error():
+    """de_edge is the metric of the study's "LPIPS sharpens edges" claim: a blurred fill loses it at the edge."""
+    from PIL import Image, ImageFilter
+
+    inp = np.full((64, 64, 3), 255, np.uint8)
+    tgt = inp.copy()
+    tgt[16:48, 16:48] = (20, 160, 200)
+    blurred = np.asarray(Image.fromarray(tgt).filter(ImageFilter.GaussianBlur(1.5)))
+    sharp, soft = score_pair(inp, tgt, tgt, (20, 160, 200)), score_pair(inp, blurred, tgt, (20, 160, 200))
+    assert sharp["de_edge"] == 0.0
+    assert soft["de_edge"] > 3 * soft["de_polygon"] > 0
