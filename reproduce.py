@@ -319,7 +319,7 @@ def raw_scores(boards: dict) -> dict:
 def _run_reproduce(profile, out, runs, eval_n, eval_size, jobs, text_encoder, precision, seeds, sweep) -> ReproduceResult:
     from rich.console import Console
 
-    from .eval.claims import CLAIMS, DOES_NOT_HOLD, judge_claims
+    from .eval.claims import DOES_NOT_HOLD, NOT_TESTABLE, judge_claims
     from .eval.heldout import load_eval_data
     from .eval.leaderboard import run_leaderboard, write_outputs
     from .eval.render import render_terminal
@@ -378,16 +378,18 @@ def _run_reproduce(profile, out, runs, eval_n, eval_size, jobs, text_encoder, pr
             console.print("budget sweep: every claim holds or cannot be tested here; nothing to sweep")
 
     everyday = next((j for j in plan if j.run == EVERYDAY), None)
-    everyday_board, colour_table = None, None
+    everyday_board = None
     if everyday is not None and is_finished(everyday.folder):
         # the everyday model on what people bring: each user-input family at its own size
         everyday_board = run_leaderboard([everyday.folder], data=load_eval_data(n=8, size=eval_size,
                                                                                 user_n=USER_FAMILY_N),
                                          threads=1, backend="torch", outputs=outputs, reference=False)
-        tables = [v for k, v in extra.items() if k[0] == "colours"]
-        if not tables and is_wide_palette(everyday.folder):
-            tables.append(colours_of([str(everyday.folder)]))
-        colour_table = merge_colour_tables(tables)
+    # the colour table of every wide-palette run (the everyday m8), computed in the pool or, if not there, here
+    tables = [v for k, v in extra.items() if k[0] == "colours"]
+    left = [j for j in plan if ("colours", j.key) not in extra and is_wide_palette(j.folder)]
+    if left:
+        tables.append(colours_of([str(j.folder) for j in left]))
+    colour_table = merge_colour_tables(tables)
     first = boards[seeds[0]]
     written = write_outputs(first, out_dir=out, by_family=True)
     render_terminal(first, console, by_family=True, written=written)
@@ -399,6 +401,6 @@ def _run_reproduce(profile, out, runs, eval_n, eval_size, jobs, text_encoder, pr
     complete = all(is_finished(j.folder) for j in plan) and all(b.ok for b in boards.values())
     for c in claims:
         console.print(f"claim {c.claim.id} ({c.claim.finding}): [bold]{c.verdict}[/]" +
-                      (" (one seed)" if c.one_seed and c.claim.id in {x.id for x in CLAIMS} else ""))
+                      (" (one seed)" if c.one_seed and c.verdict != NOT_TESTABLE else ""))
     console.print(f"report: {report}  ({time.perf_counter() - t0:.0f} s)")
     return ReproduceResult(out, trained, skipped, complete, report, time.perf_counter() - t0, claims)

@@ -15,14 +15,15 @@ def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
     from polycolor.polycolor_core.train import config_from_profile, train
 
     out = tmp_path / "rep"
-    # m4 is already trained, on the wide palette like the cpu profile's m8: reproduce keeps it, scores it and
+    runs = out / "runs" / "seed0"
+    # m4 is already trained, on the wide palette like the everyday m8: reproduce keeps it, scores it and
     # computes its colour table in the worker pool while m1 and m2 train
-    train(config_from_profile("m4", "tiny", out=str(out / "runs" / "m4"), colours="canonical+xkcd+hex",
+    train(config_from_profile("m4", "tiny", out=str(runs / "m4"), colours="canonical+xkcd+hex",
                               conditioning="text+rgb+film"), progress=False)
     r = rep.run_reproduce("tiny", out, ["m1", "m2", "m4"], eval_n=8, eval_size=64, jobs=2)  # two worker processes
-    assert r.complete and r.trained == ["m1", "m2"] and r.skipped == ["m4"]
-    assert (out / "runs" / "m1" / "train.log").is_file()  # each worker's prints are kept in its run folder
-    assert all(is_finished(out / "runs" / name) for name in ("m1", "m4"))
+    assert r.complete and r.trained == ["seed0/m1", "seed0/m2"] and r.skipped == ["seed0/m4"]
+    assert (runs / "m1" / "train.log").is_file()  # each worker's prints are kept in its run folder
+    assert all(is_finished(runs / name) for name in ("m1", "m4"))
     for f in ("report.md", "report.json", "leaderboard.json", "leaderboard.csv", "leaderboard.md",
               "contact_sheet.png", "loss_curves.png"):
         assert (out / f).is_file(), f
@@ -32,20 +33,22 @@ def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
     assert "## Per-family breakdown" in md and "| dark |" in md
     assert "Deviations from the study" in md and "test-tiny-random" in md  # deviations stated plainly
     assert "LPIPS term dropped" in md  # m4 has an LPIPS term; the tiny profile drops it, and says so
-    assert "runs/m1/samples/epoch_001.png" in md
+    assert "runs/seed0/m1/samples/epoch_001.png" in md
+    assert md.index("## Does the study hold?") < md.index("## Leaderboard") < md.index("## Setup")  # first screen
     assert "## Colours beyond the eight" in md and "xkcd held-out (40)" in md  # m4 only, scored in the pool
     table = json.loads((out / "report.json").read_text())["colour_generalisation"]
     assert [r["name"] for r in table["rows"]][0].endswith("m4") and len(table["rows"]) == 3
     report = json.loads((out / "report.json").read_text())
-    assert report["models"] == ["m1", "m2", "m4"] and {row["name"] for row in report["leaderboard"]["rows"]} >= {"m1", "m4"}
+    assert report["runs"] == ["m1", "m2", "m4"] and {row["name"] for row in report["leaderboard"]["rows"]} >= {"m1", "m4"}
+    assert len(report["claims"]) == 8 and report["seeds"] == [0]
     # how precision auto chose is in the report: the checkpoint's record, and a cell per model
-    choice = report["precision_choice"]["m1"]
-    assert choice["requested"] == "auto" and choice["precision"] == report["precision"]["m1"] and choice["reason"]
+    choice = report["precision_choice"]["seed0/m1"]
+    assert choice["requested"] == "auto" and choice["precision"] == report["precision"]["seed0/m1"] and choice["reason"]
     assert f"| {choice['precision']} (auto: {choice['reason'].split(': ', 1)[1]}" in md
     # each model was scored in the training pool as soon as it was trained: the same numbers as scoring afterwards
     from polycolor.eval.leaderboard import run_leaderboard
 
-    fresh = run_leaderboard(["m1", "m2", "m4"], runs_dir=out / "runs", n=8, size=64, user_n=rep.USER_FAMILY_N, threads=1,
+    fresh = run_leaderboard(["m1", "m2", "m4"], runs_dir=runs, n=8, size=64, threads=1,
                             backend="torch", outputs=("raw", "composite"))
     pooled = {row["name"]: row["metrics"] for row in report["leaderboard"]["rows"]}
     for row in fresh.rows:
@@ -54,10 +57,10 @@ def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
             assert pooled[row.name][k] == pytest.approx(v, rel=1e-6, abs=1e-9, nan_ok=True), (row.name, k)
 
     # a rerun keeps finished models and does not retrain them
-    mtime = (out / "runs" / "m1" / "checkpoint" / "model.safetensors").stat().st_mtime_ns
+    mtime = (runs / "m1" / "checkpoint" / "model.safetensors").stat().st_mtime_ns
     r2 = rep.run_reproduce("tiny", out, ["m1", "m4"], eval_n=8, eval_size=64)
-    assert r2.trained == [] and r2.skipped == ["m1", "m4"]
-    assert (out / "runs" / "m1" / "checkpoint" / "model.safetensors").stat().st_mtime_ns == mtime
+    assert r2.trained == [] and r2.skipped == ["seed0/m1", "seed0/m4"]
+    assert (runs / "m1" / "checkpoint" / "model.safetensors").stat().st_mtime_ns == mtime
 
 
 def test_reproduce_resumes_an_unfinished_model(tmp_path, monkeypatch):
@@ -70,12 +73,13 @@ def test_reproduce_resumes_an_unfinished_model(tmp_path, monkeypatch):
     tiny = profiles.PROFILES["tiny"]
     monkeypatch.setitem(profiles.PROFILES, "tiny", dataclasses.replace(tiny, train={**tiny.train, "epochs": 2}))
     out = tmp_path / "rep"
-    cfg = config_from_profile("m2", "tiny", out=str(out / "runs" / "m2"))
+    run = out / "runs" / "seed0" / "m2"
+    cfg = config_from_profile("m2", "tiny", out=str(run))
     train(cfg, progress=False, stop_after_steps=3)  # killed during epoch 2 (2 steps per epoch)
-    assert not is_finished(out / "runs" / "m2")
+    assert not is_finished(run)
     r = rep.run_reproduce("tiny", out, ["m2"], eval_n=4, eval_size=32)
-    assert r.trained == ["m2"] and is_finished(out / "runs" / "m2")
-    rows = [json.loads(x) for x in (out / "runs" / "m2" / "metrics.jsonl").read_text().splitlines()]
+    assert r.trained == ["seed0/m2"] and is_finished(run)
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]  # continued with epoch 2, not restarted from 0
 
 
@@ -85,7 +89,7 @@ def test_reproduce_text_encoder_reaches_every_model_and_the_cli(tmp_path, monkey
 
     seen = []
     monkeypatch.setattr(rep, "train", lambda cfg, resume, progress: seen.append(cfg))
-    rep.train_all(["m1", "m5"], "report", tmp_path, jobs=1, overrides={"text_encoder": "minilm-l6"})
+    rep.train_all(rep.plan_runs(tmp_path, ["m1", "m5"], [0]), "report", jobs=1, overrides={"text_encoder": "minilm-l6"})
     assert [(c.variant, c.text_encoder, c.image_size) for c in seen] == [("m1", "minilm-l6", 128), ("m5", "minilm-l6", 128)]
 
     got = {}
@@ -97,7 +101,7 @@ def test_reproduce_text_encoder_reaches_every_model_and_the_cli(tmp_path, monkey
     res = CliRunner().invoke(cli.main, ["reproduce", "--precision", "fp32", "--out", str(tmp_path / "o")])
     assert res.exit_code == 0 and got["precision"] == "fp32" and got["text_encoder"] is None
     seen.clear()
-    rep.train_all(["m1"], "cpu", tmp_path, jobs=1, overrides={"precision": "fp32"})
+    rep.train_all(rep.plan_runs(tmp_path, ["m1"], [0]), "cpu", jobs=1, overrides={"precision": "fp32"})
     assert seen[0].precision == "fp32"  # the cpu profile's auto, overridden
     res = CliRunner().invoke(cli.main, ["reproduce", "--precision", "half"])
     assert res.exit_code == 2 and "half" in res.output
@@ -126,7 +130,7 @@ def test_train_cli_errors_are_clear(tmp_path):
     res = CliRunner().invoke(main, ["train", "m9", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "m1, m2" in res.output
     res = CliRunner().invoke(main, ["train", "m1", "--profile", "fast", "--out", str(tmp_path / "x")])
-    assert res.exit_code == 2 and "choose one of report, cpu, tiny" in res.output
+    assert res.exit_code == 2 and "choose one of cpu, demo, report, tiny" in res.output
     res = CliRunner().invoke(main, ["train", "m1", "--profile", "tiny", "--size-schedule", "30:0.5",
                                     "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "multiples of 4" in res.output and not (tmp_path / "x").exists()
@@ -149,8 +153,8 @@ def test_plan_jobs_and_longest_first_order():
         assert jobs == min(8, cores) and threads == max(1, cores // jobs)
     assert rep.plan_jobs(5, 2, "cpu")[0] == 2  # never more jobs than models
     assert rep.plan_jobs(1, 8, "cpu") == (1, cores)
-    cost = {m: rep.estimated_cost(m, "cpu") for m in ("m1", "m5", "m7", "m8")}
-    assert cost["m8"] > cost["m7"] > cost["m1"] and cost["m5"] > cost["m1"]  # m8's 750 steps and 64 px finish are the longest
+    cost = {j.run: rep.estimated_cost(j, "cpu") for j in rep.plan_runs(Path("o"), ["m1", "m5", "m7", "m8-study"], [0])}
+    assert cost["m8-study"] > cost["m1"] and cost["m7"] > cost["m1"] and cost["m5"] > cost["m1"]
 
 
 def test_deviations_come_from_each_models_saved_settings(tmp_path):
@@ -247,16 +251,55 @@ def test_report_has_the_colour_table_for_wide_palette_models(tmp_path, checkpoin
     from polycolor.eval.leaderboard import run_leaderboard
     from polycolor.reproduce_report import write_report
 
-    runs = tmp_path / "runs"
+    runs = tmp_path / "runs" / "seed0"
     checkpoint_factory(runs / "m1" / "checkpoint", train_config={"variant": "m1"})
     checkpoint_factory(runs / "m8" / "checkpoint", train_config={"variant": "m8", "colours": "canonical+xkcd"},
                        palette=["red", "teal"])
-    assert rep.wide_palette_models(runs, ["m1", "m8"]) == ["m8"]
+    assert [rep.is_wide_palette(runs / m) for m in ("m1", "m8")] == [False, True]
     table = colour_table([str(runs / "m8" / "checkpoint")], n_hex=2, backend="torch", limit=2)
     board = run_leaderboard(["m1", "m8"], runs_dir=runs, n=4, size=32, lpips="off", backend="torch")
-    out = write_report(tmp_path, "tiny", ["m1", "m8"], board, None, [], runs, {}, 1.0, table)
+    plan = rep.plan_runs(tmp_path / "runs", ["m1", "m8"], [0])
+    out = write_report(tmp_path, "tiny", plan, [0], {0: board}, [], None, [], {}, 1.0, table)
     text = out.read_text()
     assert "## Colours beyond the eight" in text and "nearest trained name" in text and "resolved RGB" in text
     assert json.loads((tmp_path / "report.json").read_text())["colour_generalisation"]["sets"]["hex"] == 2
-    assert "## Colours beyond the eight" not in write_report(tmp_path, "tiny", ["m1"], board, None, [], runs, {},
-                                                             1.0, None).read_text()
+    assert "## Colours beyond the eight" not in write_report(tmp_path, "tiny", plan[:1], [0], {0: board}, [], None,
+                                                             [], {}, 1.0, None).read_text()
+
+
+def test_seeds_claims_and_sweep_through_the_cli(tmp_path):
+    """`--seeds 0,1 --sweep` on the tiny profile: every run once per seed, the claims table with all eight claims
+    (the untrained ones not testable, naming what is missing), mean ± sd tables, and the budget sweep of the claims
+    that did not hold at 4x the steps."""
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(main, ["reproduce", "--profile", "tiny", "--out", str(out), "--seeds", "0,1", "--sweep",
+                                    "--models", "m1,m2,m4,m4-nodark", "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    for seed in (0, 1):
+        assert all(is_finished(out / "runs" / f"seed{seed}" / r) for r in ("m1", "m2", "m4", "m4-nodark"))
+    report = json.loads((out / "report.json").read_text())
+    claims = {c["claim"]["id"]: c for c in report["claims"]}
+    assert sorted(claims) == list(range(1, 9)) and report["seeds"] == [0, 1]
+    for cid in (2, 3, 4, 5, 6, 7):  # their runs were not asked for
+        assert claims[cid]["verdict"] == "not testable here" and "not trained" in claims[cid]["why"]
+    for cid in (1, 8):  # m2 vs m1, m4 vs m4-nodark on dark: tested over 2 seeds x the held-out images
+        c = claims[cid]
+        assert c["verdict"] in ("holds", "does not hold") and c["seeds"] == 2 and not c["one_seed"]
+        assert c["images"] == (8 if cid == 1 else 2) and c["ci"][0] <= c["gain"] <= c["ci"][1]
+        assert c["test"].startswith("paired bootstrap")
+    # the tiny profile drops LPIPS, so m2 trains exactly like m1: no gain, and the claim does not hold
+    assert claims[1]["gain"] == 0 and claims[1]["verdict"] == "does not hold"
+    swept = {int(k) for k in report["budget_sweep"]}
+    assert swept == {cid for cid, c in claims.items() if c["verdict"] == "does not hold"} and 1 in swept
+    assert all(is_finished(out / "runs" / f"seed{s}" / "x4" / r) for s in (0, 1) for r in ("m1", "m2"))
+    steps = [json.loads(x)["step"] for x in (out / "runs" / "seed0" / "x4" / "m1" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 4 * 8 // 4  # tiny: 8 pairs per epoch of 4 -> 2 steps; the sweep: 4x
+    assert (out / "budget_sweep.png").is_file()
+    md = (out / "report.md").read_text()
+    first_screen = md[:md.index("## Setup")]
+    assert "| # | the study's finding |" in first_screen and "at 4x steps |" in first_screen
+    assert "ranks nothing" in first_screen  # the tiny profile says its verdicts are the pipeline's
+    assert "| 1 | m1 | 2/2 |" in first_screen or "| m1 | 2/2 |" in first_screen.replace("| 1 | m2 ", "")
+    assert " ± " in first_screen and "![budget sweep](budget_sweep.png)" in first_screen
+    rows = {r["name"]: r for r in report["leaderboard_mean_sd"]}
+    assert rows["m4"]["seeds"] == [0, 1] and rows["m4"]["metrics"]["de_polygon"][2] == 2
