@@ -30,7 +30,7 @@ from .text import TextEncoderSpec
 from .variants import Variant
 
 __all__ = ["CheckpointError", "LoadedCheckpoint", "atomic_dir_write", "build_meta", "load_checkpoint",
-           "load_training_state", "package_version", "save_checkpoint", "checkpoint_dir"]
+           "load_training_state", "package_version", "recover_dir_swap", "save_checkpoint", "checkpoint_dir"]
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -104,21 +104,47 @@ def atomic_dir_write(dest: Path, write) -> Path:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir_swap(dest)
     tmp = dest.with_name(dest.name + ".tmp")
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         write(tmp)
+        _test_pause("write")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if dest.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(dest, old)
+        _test_pause("swap")  # the one moment with no `dest`: recover_dir_swap puts `old` back if killed here
     os.replace(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def recover_dir_swap(dest: str | Path) -> bool:
+    """Undo a swap that ``atomic_dir_write`` was killed in the middle of: between its two renames ``dest`` is gone
+    and the previous folder waits at ``dest.old``; put it back (True). Writers call this before reading or
+    writing ``dest`` (``atomic_dir_write`` itself, ``train --resume``)."""
+    dest = Path(dest)
+    old = dest.with_name(dest.name + ".old")
+    if dest.exists() or not old.is_dir():
+        return False
+    os.replace(old, dest)
+    return True
+
+
+def _test_pause(point: str) -> None:
+    """Test-only hook: ``POLYCOLOR_TEST_CHECKPOINT_PAUSE=write:SECONDS`` (after the temporary folder is written) or
+    ``swap:SECONDS`` (between the two renames) sleeps there, so tests/test_crash.py can SIGKILL a run inside a
+    checkpoint write deterministically. Unset (always, outside that test) it costs one environment lookup."""
+    spec = os.environ.get("POLYCOLOR_TEST_CHECKPOINT_PAUSE", "")
+    if spec.partition(":")[0] == point:
+        import time
+
+        time.sleep(float(spec.partition(":")[2] or 1.0))
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
