@@ -142,6 +142,9 @@ class ManifestError(ModelFolderError):
 
 
 def validate_manifest(manifest: dict, where: str = MANIFEST) -> dict:
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{where} is not a polycolor ONNX export manifest (a JSON {type(manifest).__name__}, not "
+                            "an object); re-export the model (polycolor export ...)")
     if manifest.get("format") != EXPORT_FORMAT:
         raise ManifestError(f"{where} is not a polycolor ONNX export manifest (format={manifest.get('format')!r})")
     version = manifest.get("manifest_version")
@@ -165,7 +168,7 @@ def read_manifest(path: str | Path) -> dict:
     if not mf.is_file():
         raise ManifestError(f"{p} is not an ONNX export folder: it has no {MANIFEST} (create one with `polycolor export`)")
     try:
-        manifest = json.loads(mf.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads(mf.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{mf} is not valid JSON ({exc}); re-export the model") from exc
     return validate_manifest(manifest, str(mf))

@@ -30,7 +30,7 @@ from .text import TextEncoderSpec
 from .variants import Variant
 
 __all__ = ["CheckpointError", "LoadedCheckpoint", "atomic_dir_write", "build_meta", "load_checkpoint",
-           "load_training_state", "package_version", "recover_dir_swap", "save_checkpoint", "checkpoint_dir"]
+           "load_training_state", "package_version", "recover_dir_swap", "restore_training_state", "save_checkpoint", "checkpoint_dir"]
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -205,8 +205,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     d = checkpoint_dir(path)
     info = ModelInfo.read(d)
     meta = info.meta
-    variant = Variant.from_dict(meta["variant"])
-    model = create_model(variant, int(meta["text_encoder"]["dim"]), conditioning=info.conditioning)
+    try:
+        variant = Variant.from_dict(meta["variant"])
+        model = create_model(variant, int(meta["text_encoder"]["dim"]), conditioning=info.conditioning)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"{d / CONFIG} does not describe a model polycolor can build ({type(exc).__name__}: "
+                              f"{exc}); its variant or text_encoder was edited or corrupted: retrain, or restore "
+                              "the config.json saved with these weights") from exc
     wfile = d / WEIGHTS
     if not wfile.exists():
         raise CheckpointError(f"{d} has {CONFIG} but no {WEIGHTS}; the checkpoint is incomplete")
@@ -237,9 +242,44 @@ def load_training_state(path: str | Path) -> dict | None:
     """Optimizer/scheduler state saved beside a checkpoint, or None if it has none."""
     from safetensors.torch import load_file
 
+    from safetensors import SafetensorError
+
     d = checkpoint_dir(path)
     if not (d / STATE_JSON).exists():
         return None
-    js = json.loads((d / STATE_JSON).read_text())
-    tensors = load_file(str(d / STATE_TENSORS))
-    return {"optimizer": _unflatten_optimizer(tensors, js), "scheduler": js.get("scheduler"), "extra": js.get("extra", {})}
+    fix = ("so --resume cannot continue this run exactly: restore the checkpoint folder from a copy, or delete "
+           f"{STATE_JSON} and {STATE_TENSORS} to resume with a fresh optimiser (not bit-exact)")
+    try:
+        js = json.loads((d / STATE_JSON).read_text(encoding="utf-8"))
+        tensors = load_file(str(d / STATE_TENSORS))
+    except (ValueError, OSError, SafetensorError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{d / STATE_JSON} or {STATE_TENSORS} is unreadable ({type(exc).__name__}: {exc}), "
+                              + fix) from exc
+    try:
+        if not isinstance(js, dict) or not isinstance(js.get("param_groups"), list) \
+                or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in js["param_groups"]) \
+                or not isinstance(js.get("scalars", {}), dict) or not isinstance(js.get("scheduler"), (dict, type(None))) \
+                or not isinstance(js.get("extra", {}), dict):
+            raise ValueError("expected {param_groups: [{params: [...], ...}], scalars: {}, scheduler: {...}, extra: {}}")
+        optimizer = _unflatten_optimizer(tensors, js)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{d / STATE_JSON} is corrupt ({type(exc).__name__}: {exc}), " + fix) from exc
+    return {"optimizer": optimizer, "scheduler": js.get("scheduler"), "extra": js.get("extra", {})}
+
+
+def restore_training_state(path: str | Path, optimizer: torch.optim.Optimizer, scheduler=None) -> dict | None:
+    """Load the optimizer/scheduler state saved beside a checkpoint into ``optimizer``/``scheduler`` (``--resume``);
+    returns the state (None when the checkpoint has none). A state that does not fit them is a ``CheckpointError``."""
+    state = load_training_state(path)
+    if state is None:
+        return None
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        d = checkpoint_dir(path)
+        raise CheckpointError(f"{d / STATE_JSON} does not fit this model's optimiser ({type(exc).__name__}: {exc}); "
+                              "restore the checkpoint folder from a copy, or delete its training_state.* files to "
+                              "resume with a fresh optimiser (not bit-exact)") from exc
+    return state

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .atomic import write_text_atomic
-from .checkpoint import build_meta, load_checkpoint, load_training_state, recover_dir_swap, save_checkpoint
+from .checkpoint import build_meta, load_checkpoint, recover_dir_swap, restore_training_state, save_checkpoint
 from .devices import dist_info, resolve_device, setup_distributed
 from .folderlock import folder_lock
 from .losses import LpipsUnavailable, composite_loss, load_lpips, rgb_to_lab
@@ -253,10 +253,7 @@ def _train(cfg: TrainConfig, resume: bool, progress, stop_after_steps: int | Non
     if resuming:
         loaded = load_checkpoint(ckpt_dir)
         model.unet.load_state_dict(loaded.model.unet.state_dict())
-        state = load_training_state(ckpt_dir)
-        if state is not None:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
+        restore_training_state(ckpt_dir, optimizer, scheduler)
         step = int(loaded.meta["step"])
     if resume and rank == 0:  # rows past the checkpoint (all of them if killed before the first one) are redone
         trim_metrics(out / "metrics.jsonl", step)
