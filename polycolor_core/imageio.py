@@ -17,6 +17,7 @@ decompression bomb (a tiny PNG that inflates to gigabytes) never allocates its p
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,9 @@ def max_pixels() -> int:
 
 
 def check_size(width: int, height: int, source: str = "image") -> None:
-    """Refuse an image larger than ``max_pixels()`` before its pixels are decoded or copied."""
+    """Refuse an empty image, or one larger than ``max_pixels()``, before its pixels are decoded or copied."""
+    if int(width) <= 0 or int(height) <= 0:
+        raise ImageInputError(f"{source} is empty ({width}x{height} pixels): pass an image with at least one pixel")
     limit = max_pixels()
     if int(width) * int(height) > limit:
         raise ImageInputError(
@@ -63,8 +66,12 @@ def load_image(path: str | Path) -> tuple[np.ndarray, str]:
     except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open, above 2x its 89 MP warning
         raise ImageInputError(f"{p} is refused: more than polycolor's limit of {max_pixels() / 1e6:.0f} MP and than "
                               f"Pillow's decompression-bomb guard ({exc}); downscale it first") from exc
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ImageInputError(f"{p} is not a readable image ({exc.__class__.__name__}); pass a PNG or JPEG file") from exc
+    except ImageInputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError) as exc:
+        # a corrupt file: Pillow's decoders answer with any of these (a truncated PPM header: ValueError)
+        raise ImageInputError(f"{p} is not a readable image ({exc.__class__.__name__}: {exc}); pass a PNG or JPEG "
+                              "file") from exc
 
 
 def pil_to_rgb(im: Image.Image, source: str = "image") -> tuple[np.ndarray, str]:
