@@ -24,6 +24,10 @@ from ..polycolor_core.modelinfo import EXPORT_FORMAT, MANIFEST, ModelFolderError
 
 # ---------------------------------------------------------------------------------------------- files
 MANIFEST_VERSION = 1
+# The one home of the inference chunk size: images the model sees per call (Colorizer, polycolor infer, the ComfyUI
+# node through the Colorizer). A batch of any length is coloured in chunks of this many, so the model's working memory
+# is bounded whatever the batch (tests/test_chunking.py; benchmarks/batch_memory.py measures peak RSS).
+DEFAULT_BATCH_SIZE = 16
 UNET_FILE = "unet.onnx"
 UNET_FP16_FILE = "unet_fp16.onnx"
 TEXT_ENCODER_FILE = "text_encoder.onnx"

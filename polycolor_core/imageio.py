@@ -154,17 +154,17 @@ def coerce_batch(images, what: str = "an image batch") -> tuple[list[np.ndarray]
     if b == 0 or h == 0 or w == 0:
         raise ImageInputError(f"image batch is empty (shape {list(arr.shape)})")
     check_size(w, h, what)  # before the uint8 copy of the whole batch
-    if arr.dtype == np.uint8:
-        u8 = arr.copy()
-    elif np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ImageInputError("image contains NaN or infinite values; fix the node that produced it")
-        u8 = (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # a new array
-    else:
+    if arr.dtype != np.uint8 and not np.issubdtype(arr.dtype, np.floating):
         raise ImageInputError(f"image must be float 0..1 or uint8, got dtype {arr.dtype}")
     rgb, notes = [], []
-    for i in range(b):
-        img, note = array_to_rgb(u8[i], source=f"image {i}")
+    for i in range(b):  # one image at a time: float temporaries of one image, never of the whole batch
+        if arr.dtype == np.uint8:
+            u8 = arr[i].copy()
+        else:
+            if not np.isfinite(arr[i]).all():
+                raise ImageInputError("image contains NaN or infinite values; fix the node that produced it")
+            u8 = (np.clip(arr[i].astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # a new array
+        img, note = array_to_rgb(u8, source=f"image {i}")
         rgb.append(np.ascontiguousarray(img))
         if note:
             notes.append(note)
