@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from .export.config import DEFAULT_BATCH_SIZE
 from .polycolor_core.devices import BACKENDS
 from .polycolor_core.precision import PRECISIONS
 
@@ -221,7 +222,8 @@ def export(model: Path, out: Path, fp16: bool, with_text_encoder: bool, colours:
               help="cpu, cuda, cuda:N or auto; under torchrun/accelerate 'cuda' means each rank's cuda:LOCAL_RANK.")
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default="auto", show_default=True,
               help="torch backend: auto = bf16 only where the hardware has native bf16, else fp32.")
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Images per model call: any number of inputs is coloured in chunks of this many.")
 @click.option("--output", "output", type=click.Choice(["composite", "raw"]), default="composite", show_default=True,
               help="composite: a solid fill of the model's colour pasted into each image at its own size, every "
                    "other pixel untouched; raw: the model's whole picture scaled back (the study's figures).")

@@ -41,7 +41,7 @@ from ..polycolor_core.precision import from_bf16_flag, resolve_precision
 from ..polycolor_core.text import CachedTextEncoder
 from . import autotune
 from .autotune import cached_export
-from .config import COLOUR_TABLE_FILE, EXPORTABLE_TEXT_ENCODERS, UNET_FILE, UNET_FP16_FILE, validate_manifest
+from .config import DEFAULT_BATCH_SIZE, COLOUR_TABLE_FILE, EXPORTABLE_TEXT_ENCODERS, UNET_FILE, UNET_FP16_FILE, validate_manifest
 
 log = logging.getLogger("polycolor")
 
@@ -78,7 +78,7 @@ class Colorizer:
 
     token = None  # text+rgb models (issue 16): names -> float32 [N,1,D], the RGB token appended to every embedding
 
-    def __init__(self, backend: Backend, embeddings: CachedTextEncoder, image_size: int, batch_size: int = 16,
+    def __init__(self, backend: Backend, embeddings: CachedTextEncoder, image_size: int, batch_size: int = DEFAULT_BATCH_SIZE,
                  meta: dict | None = None, size_policy: str = "resize", info: ModelInfo | None = None,
                  source: str = "", output: str = "composite", zoom: bool = True):
         if size_policy not in ("resize", "refuse"):
@@ -88,6 +88,8 @@ class Colorizer:
         self.embeddings = embeddings
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (images per model call), got {batch_size}")
         self.info = info
         self.meta = meta if meta is not None else (info.meta if info is not None else {})
         self.size_policy = size_policy
@@ -202,7 +204,7 @@ class Colorizer:
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path, backend: str = "auto", device: str = "cpu", precision: str = "auto",
-                        batch_size: int = 16, *, text_encoder: CachedTextEncoder | None = None,
+                        batch_size: int = DEFAULT_BATCH_SIZE, *, text_encoder: CachedTextEncoder | None = None,
                         threads: int | None = None, fp16: bool | None = None, size_policy: str = "resize",
                         bf16: bool | None = None, output: str = "composite", zoom: bool = True) -> "Colorizer":
         """Load a run folder, a checkpoint folder or an ONNX export folder (one with manifest.json).

@@ -24,6 +24,10 @@ from ..polycolor_core.modelinfo import EXPORT_FORMAT, MANIFEST, ModelFolderError
 
 # ---------------------------------------------------------------------------------------------- files
 MANIFEST_VERSION = 1
+# The one home of the inference chunk size: images the model sees per call (Colorizer, polycolor infer, the ComfyUI
+# node through the Colorizer). A batch of any length is coloured in chunks of this many, so the model's working memory
+# is bounded whatever the batch (tests/test_chunking.py; benchmarks/batch_memory.py measures peak RSS).
+DEFAULT_BATCH_SIZE = 16
 UNET_FILE = "unet.onnx"
 UNET_FP16_FILE = "unet_fp16.onnx"
 TEXT_ENCODER_FILE = "text_encoder.onnx"
@@ -142,6 +146,9 @@ class ManifestError(ModelFolderError):
 
 
 def validate_manifest(manifest: dict, where: str = MANIFEST) -> dict:
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{where} is not a polycolor ONNX export manifest (a JSON {type(manifest).__name__}, not "
+                            "an object); re-export the model (polycolor export ...)")
     if manifest.get("format") != EXPORT_FORMAT:
         raise ManifestError(f"{where} is not a polycolor ONNX export manifest (format={manifest.get('format')!r})")
     version = manifest.get("manifest_version")
@@ -165,7 +172,7 @@ def read_manifest(path: str | Path) -> dict:
     if not mf.is_file():
         raise ManifestError(f"{p} is not an ONNX export folder: it has no {MANIFEST} (create one with `polycolor export`)")
     try:
-        manifest = json.loads(mf.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads(mf.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{mf} is not valid JSON ({exc}); re-export the model") from exc
     return validate_manifest(manifest, str(mf))

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..polycolor_core.folderlock import folder_lock
+from .config import DEFAULT_BATCH_SIZE
 from .items import detect_layout, input_digest, load_item, plan_items
 from .outputs import OutputStore, encode_image, merge_manifest, model_digest, remove_stale_temporaries
 from .shards import Shard, join, merge_reports, write_rank_report
@@ -168,7 +169,7 @@ def colorize_dataset(
     colour: str | Sequence[str] | None = None,
     backend: str = "auto",
     device: str = "cpu",
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     precision: str = "auto",
     bf16: bool | None = None,
     threads: int | None = None,

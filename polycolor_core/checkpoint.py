@@ -30,7 +30,7 @@ from .text import TextEncoderSpec
 from .variants import Variant
 
 __all__ = ["CheckpointError", "LoadedCheckpoint", "atomic_dir_write", "build_meta", "load_checkpoint",
-           "load_training_state", "package_version", "save_checkpoint", "checkpoint_dir"]
+           "load_training_state", "package_version", "recover_dir_swap", "restore_training_state", "save_checkpoint", "checkpoint_dir"]
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -104,21 +104,47 @@ def atomic_dir_write(dest: Path, write) -> Path:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir_swap(dest)
     tmp = dest.with_name(dest.name + ".tmp")
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         write(tmp)
+        _test_pause("write")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if dest.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(dest, old)
+        _test_pause("swap")  # the one moment with no `dest`: recover_dir_swap puts `old` back if killed here
     os.replace(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def recover_dir_swap(dest: str | Path) -> bool:
+    """Undo a swap that ``atomic_dir_write`` was killed in the middle of: between its two renames ``dest`` is gone
+    and the previous folder waits at ``dest.old``; put it back (True). Writers call this before reading or
+    writing ``dest`` (``atomic_dir_write`` itself, ``train --resume``)."""
+    dest = Path(dest)
+    old = dest.with_name(dest.name + ".old")
+    if dest.exists() or not old.is_dir():
+        return False
+    os.replace(old, dest)
+    return True
+
+
+def _test_pause(point: str) -> None:
+    """Test-only hook: ``POLYCOLOR_TEST_CHECKPOINT_PAUSE=write:SECONDS`` (after the temporary folder is written) or
+    ``swap:SECONDS`` (between the two renames) sleeps there, so tests/test_crash.py can SIGKILL a run inside a
+    checkpoint write deterministically. Unset (always, outside that test) it costs one environment lookup."""
+    spec = os.environ.get("POLYCOLOR_TEST_CHECKPOINT_PAUSE", "")
+    if spec.partition(":")[0] == point:
+        import time
+
+        time.sleep(float(spec.partition(":")[2] or 1.0))
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -179,8 +205,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     d = checkpoint_dir(path)
     info = ModelInfo.read(d)
     meta = info.meta
-    variant = Variant.from_dict(meta["variant"])
-    model = create_model(variant, int(meta["text_encoder"]["dim"]), conditioning=info.conditioning)
+    try:
+        variant = Variant.from_dict(meta["variant"])
+        model = create_model(variant, int(meta["text_encoder"]["dim"]), conditioning=info.conditioning)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"{d / CONFIG} does not describe a model polycolor can build ({type(exc).__name__}: "
+                              f"{exc}); its variant or text_encoder was edited or corrupted: retrain, or restore "
+                              "the config.json saved with these weights") from exc
     wfile = d / WEIGHTS
     if not wfile.exists():
         raise CheckpointError(f"{d} has {CONFIG} but no {WEIGHTS}; the checkpoint is incomplete")
@@ -211,9 +242,44 @@ def load_training_state(path: str | Path) -> dict | None:
     """Optimizer/scheduler state saved beside a checkpoint, or None if it has none."""
     from safetensors.torch import load_file
 
+    from safetensors import SafetensorError
+
     d = checkpoint_dir(path)
     if not (d / STATE_JSON).exists():
         return None
-    js = json.loads((d / STATE_JSON).read_text())
-    tensors = load_file(str(d / STATE_TENSORS))
-    return {"optimizer": _unflatten_optimizer(tensors, js), "scheduler": js.get("scheduler"), "extra": js.get("extra", {})}
+    fix = ("so --resume cannot continue this run exactly: restore the checkpoint folder from a copy, or delete "
+           f"{STATE_JSON} and {STATE_TENSORS} to resume with a fresh optimiser (not bit-exact)")
+    try:
+        js = json.loads((d / STATE_JSON).read_text(encoding="utf-8"))
+        tensors = load_file(str(d / STATE_TENSORS))
+    except (ValueError, OSError, SafetensorError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{d / STATE_JSON} or {STATE_TENSORS} is unreadable ({type(exc).__name__}: {exc}), "
+                              + fix) from exc
+    try:
+        if not isinstance(js, dict) or not isinstance(js.get("param_groups"), list) \
+                or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in js["param_groups"]) \
+                or not isinstance(js.get("scalars", {}), dict) or not isinstance(js.get("scheduler"), (dict, type(None))) \
+                or not isinstance(js.get("extra", {}), dict):
+            raise ValueError("expected {param_groups: [{params: [...], ...}], scalars: {}, scheduler: {...}, extra: {}}")
+        optimizer = _unflatten_optimizer(tensors, js)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{d / STATE_JSON} is corrupt ({type(exc).__name__}: {exc}), " + fix) from exc
+    return {"optimizer": optimizer, "scheduler": js.get("scheduler"), "extra": js.get("extra", {})}
+
+
+def restore_training_state(path: str | Path, optimizer: torch.optim.Optimizer, scheduler=None) -> dict | None:
+    """Load the optimizer/scheduler state saved beside a checkpoint into ``optimizer``/``scheduler`` (``--resume``);
+    returns the state (None when the checkpoint has none). A state that does not fit them is a ``CheckpointError``."""
+    state = load_training_state(path)
+    if state is None:
+        return None
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        d = checkpoint_dir(path)
+        raise CheckpointError(f"{d / STATE_JSON} does not fit this model's optimiser ({type(exc).__name__}: {exc}); "
+                              "restore the checkpoint folder from a copy, or delete its training_state.* files to "
+                              "resume with a fresh optimiser (not bit-exact)") from exc
+    return state

@@ -17,6 +17,7 @@ decompression bomb (a tiny PNG that inflates to gigabytes) never allocates its p
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,9 @@ def max_pixels() -> int:
 
 
 def check_size(width: int, height: int, source: str = "image") -> None:
-    """Refuse an image larger than ``max_pixels()`` before its pixels are decoded or copied."""
+    """Refuse an empty image, or one larger than ``max_pixels()``, before its pixels are decoded or copied."""
+    if int(width) <= 0 or int(height) <= 0:
+        raise ImageInputError(f"{source} is empty ({width}x{height} pixels): pass an image with at least one pixel")
     limit = max_pixels()
     if int(width) * int(height) > limit:
         raise ImageInputError(
@@ -63,8 +66,12 @@ def load_image(path: str | Path) -> tuple[np.ndarray, str]:
     except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open, above 2x its 89 MP warning
         raise ImageInputError(f"{p} is refused: more than polycolor's limit of {max_pixels() / 1e6:.0f} MP and than "
                               f"Pillow's decompression-bomb guard ({exc}); downscale it first") from exc
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ImageInputError(f"{p} is not a readable image ({exc.__class__.__name__}); pass a PNG or JPEG file") from exc
+    except ImageInputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError) as exc:
+        # a corrupt file: Pillow's decoders answer with any of these (a truncated PPM header: ValueError)
+        raise ImageInputError(f"{p} is not a readable image ({exc.__class__.__name__}: {exc}); pass a PNG or JPEG "
+                              "file") from exc
 
 
 def pil_to_rgb(im: Image.Image, source: str = "image") -> tuple[np.ndarray, str]:
@@ -147,17 +154,17 @@ def coerce_batch(images, what: str = "an image batch") -> tuple[list[np.ndarray]
     if b == 0 or h == 0 or w == 0:
         raise ImageInputError(f"image batch is empty (shape {list(arr.shape)})")
     check_size(w, h, what)  # before the uint8 copy of the whole batch
-    if arr.dtype == np.uint8:
-        u8 = arr.copy()
-    elif np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ImageInputError("image contains NaN or infinite values; fix the node that produced it")
-        u8 = (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # a new array
-    else:
+    if arr.dtype != np.uint8 and not np.issubdtype(arr.dtype, np.floating):
         raise ImageInputError(f"image must be float 0..1 or uint8, got dtype {arr.dtype}")
     rgb, notes = [], []
-    for i in range(b):
-        img, note = array_to_rgb(u8[i], source=f"image {i}")
+    for i in range(b):  # one image at a time: float temporaries of one image, never of the whole batch
+        if arr.dtype == np.uint8:
+            u8 = arr[i].copy()
+        else:
+            if not np.isfinite(arr[i]).all():
+                raise ImageInputError("image contains NaN or infinite values; fix the node that produced it")
+            u8 = (np.clip(arr[i].astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # a new array
+        img, note = array_to_rgb(u8, source=f"image {i}")
         rgb.append(np.ascontiguousarray(img))
         if note:
             notes.append(note)

@@ -138,9 +138,9 @@ def find_kind(path: str | Path) -> str | None:
 
 def _load_json(file: Path, error=ModelFolderError) -> dict:
     try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise error(f"{file} is corrupt (not valid JSON: {exc}); retrain or re-export it") from exc
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{file} is corrupt (not valid UTF-8 JSON: {exc}); retrain or re-export it") from exc
     if not isinstance(data, dict):
         raise error(f"{file} is corrupt (not a JSON object); retrain or re-export it")
     return data
@@ -152,7 +152,10 @@ def read_checkpoint_config(folder: Path) -> dict:
     meta = _load_json(file, CheckpointError)
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{file} is not a polycolor checkpoint config (format={meta.get('format')!r})")
-    if int(meta.get("format_version", 0)) > CHECKPOINT_FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{file} is corrupt: format_version is {version!r}, not an integer; retrain or restore it")
+    if version > CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(
             f"{folder} was written by a newer polycolor ({meta.get('package_version')}); upgrade polycolor to read it"
         )
@@ -165,6 +168,32 @@ def read_checkpoint_config(folder: Path) -> dict:
 def _spec(d: dict) -> TextEncoderSpec:
     names = {f.name for f in dataclasses.fields(TextEncoderSpec)}
     return TextEncoderSpec(**{k: v for k, v in (d or {}).items() if k in names})
+
+
+# a field's JSON type when it is given (None = absent); bool is never an int here
+_FIELD_TYPES = {**{k: types for k, (types, _) in SHARED_KEYS.items()}, "variant": (dict, str, type(None))}
+_SPEC_TYPES = {"name": (str,), "source": (str,), "dim": (int,), "seq_len": (int,)}
+
+
+def check_fields(meta: dict, file: Path, error=ModelFolderError) -> None:
+    """Refuse a config.json / manifest.json whose shared keys (and text encoder fields) have the wrong JSON type,
+    naming the key: the one check between a hand-edited or corrupted file and a bare TypeError deep in a reader."""
+    def bad(key, value, types) -> bool:
+        return value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types))
+
+    wrong = [k for k, types in _FIELD_TYPES.items() if k in meta and bad(k, meta[k], types)]
+    te = meta.get("text_encoder")
+    if isinstance(te, dict):
+        if not isinstance(te.get("name"), str):
+            wrong.append("text_encoder.name")
+        wrong += [f"text_encoder.{k}" for k, types in _SPEC_TYPES.items() if k != "name" and bad(k, te.get(k), types)]
+    if isinstance(meta.get("palette"), list) and not all(isinstance(c, str) for c in meta["palette"]):
+        wrong.append("palette")
+    if wrong:
+        expected = "; ".join(f"{k}: {'/'.join(t.__name__ for t in _FIELD_TYPES.get(k, _SPEC_TYPES.get(k.split('.')[-1], (str,))))}"
+                             for k in wrong)
+        raise error(f"{file} is corrupt: {', '.join(wrong)} {'has' if len(wrong) == 1 else 'have'} the wrong type "
+                    f"(expected {expected}); retrain or re-export the model, or restore the file from a copy")
 
 
 def _variant(d) -> Variant | None:
@@ -208,13 +237,16 @@ class ModelInfo:
         kind, folder = locate(path)
         if kind == "checkpoint":
             meta = read_checkpoint_config(folder)
-            return cls._from_meta("checkpoint", folder, meta, meta.get("variant"), folder, {})
+            check_fields(meta, folder / CONFIG, CheckpointError)
+            return cls._guarded(folder / CONFIG, CheckpointError, "checkpoint", folder, meta, meta.get("variant"),
+                                folder, {})
         meta = _load_json(folder / MANIFEST)
         if meta.get("format") != EXPORT_FORMAT:
             raise ModelFolderError(f"{folder / MANIFEST} is not a polycolor ONNX export manifest "
                                    f"(format={meta.get('format')!r})")
+        check_fields(meta, folder / MANIFEST)
         src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
-        src_path = Path(src["path"]) if src.get("path") else None
+        src_path = Path(src["path"]) if isinstance(src.get("path"), str) and src["path"] else None
         fallback: dict = {}  # exports written before the shared schema: training facts from the source
         if "train_config" not in meta and src_path is not None and (src_path / CONFIG).is_file():
             try:
@@ -223,7 +255,17 @@ class ModelInfo:
                 fallback = {}
         if src.get("step") is not None and "step" not in meta:
             fallback = {**fallback, "step": src["step"]}
-        return cls._from_meta("export", folder, meta, meta.get("variant_config"), src_path, fallback)
+        return cls._guarded(folder / MANIFEST, ModelFolderError, "export", folder, meta, meta.get("variant_config"),
+                            src_path, fallback)
+
+    @classmethod
+    def _guarded(cls, file: Path, error, *args) -> "ModelInfo":
+        """``_from_meta``, with what it cannot read (a value of the right type but the wrong shape) as ``error``."""
+        try:
+            return cls._from_meta(*args)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise error(f"{file} is corrupt: a value in it cannot be read ({type(exc).__name__}: {exc}); retrain "
+                        "or re-export the model, or restore the file from a copy") from exc
 
     @classmethod
     def find(cls, path: str | Path) -> "ModelInfo | None":

@@ -197,6 +197,9 @@ class SyntheticDataset(Sequence):
     ):
         if n < 0 or size < 8 or seed < 0:
             raise ValueError(f"need n >= 0, size >= 8 and seed >= 0, got n={n}, size={size}, seed={seed}")
+        from .imageio import check_size
+
+        check_size(size, size, f"synthetic size={size}")  # before the first render asks for size x size pixels
         self.families = check_families(families)
         self.n, self.seed, self.size = int(n), int(seed), int(size)
         self.colours = None if colours is None else list(colours)

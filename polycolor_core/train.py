@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .atomic import write_text_atomic
-from .checkpoint import build_meta, load_checkpoint, load_training_state, save_checkpoint
+from .checkpoint import build_meta, load_checkpoint, recover_dir_swap, restore_training_state, save_checkpoint
 from .devices import dist_info, resolve_device, setup_distributed
 from .folderlock import folder_lock
 from .losses import LpipsUnavailable, composite_loss, load_lpips, rgb_to_lab
@@ -190,6 +190,10 @@ def _train(cfg: TrainConfig, resume: bool, progress, stop_after_steps: int | Non
     rank, world = setup_distributed()
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoint"
+    if resume and rank == 0:
+        recover_dir_swap(ckpt_dir)  # killed between the checkpoint swap's two renames: the previous one is back
+    if resume and world > 1:
+        torch.distributed.barrier()
     resuming = resume and (ckpt_dir / "config.json").exists()
     if resuming:
         cfg = settings_for_resume(cfg, ckpt_dir, announce=rank == 0)
@@ -249,13 +253,10 @@ def _train(cfg: TrainConfig, resume: bool, progress, stop_after_steps: int | Non
     if resuming:
         loaded = load_checkpoint(ckpt_dir)
         model.unet.load_state_dict(loaded.model.unet.state_dict())
-        state = load_training_state(ckpt_dir)
-        if state is not None:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
+        restore_training_state(ckpt_dir, optimizer, scheduler)
         step = int(loaded.meta["step"])
-        if rank == 0:
-            trim_metrics(out / "metrics.jsonl", step)
+    if resume and rank == 0:  # rows past the checkpoint (all of them if killed before the first one) are redone
+        trim_metrics(out / "metrics.jsonl", step)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     core = model.module if world > 1 else model
