@@ -1,6 +1,6 @@
 """What the Colorizer's zoomed second pass costs and buys, with a trained model on the leaderboard's held-out data.
 
-    python benchmarks/zoom_cost.py                                   # reproduce-cpu/runs/m8, 96 + 8 per user family
+    python benchmarks/zoom_cost.py                                   # reproduce-cpu/runs/seed0/m8-everyday, 96 + 8 per user family
     python benchmarks/zoom_cost.py --model runs/m8 --user-families 4 --rounds 3 --json zoom.json
 
 A fill spanning less than half of the image's longer side gets a second model pass on a crop around it
@@ -26,7 +26,7 @@ from _machine import describe_line, machine_info  # noqa: E402
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="reproduce-cpu/runs/m8", help="a run, checkpoint or export folder")
+    ap.add_argument("--model", default="reproduce-cpu/runs/seed0/m8-everyday", help="a run, checkpoint or export folder")
     ap.add_argument("--n", type=int, default=96, help="held-out images at 128 px (the leaderboard's split)")
     ap.add_argument("--user-families", type=int, default=8, help="images per user-input family, at their own size")
     ap.add_argument("--rounds", type=int, default=3)

@@ -101,3 +101,40 @@ def test_train_infer_and_reproduce_refuse_a_second_writer(tmp_path, holder, tiny
     with pytest.raises(FolderLockedError, match="test holder"):
         run_reproduce("tiny", rep, ["m1"])
     assert sorted(p.name for p in rep.iterdir()) == [LOCK_NAME]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["train", "infer"])
+def test_a_torchrun_job_at_a_held_folder_stops_every_rank_and_writes_nothing(tmp_path, holder, tiny_checkpoint,
+                                                                              command):
+    """Two ranks of a second job: rank 0 is refused the lock; its failure ends the job (torchrun stops rank 1, which
+    holds no lock and writes nothing before the ranks' first barrier), well before any collective time-out."""
+    from PIL import Image
+
+    out = tmp_path / "out"
+    holder(out)
+    if command == "train":
+        args = ["train", "m1", "--profile", "tiny", "--out", str(out), "--precision", "fp32"]
+    else:
+        data = tmp_path / "drawings"
+        data.mkdir()
+        for i in range(4):
+            Image.new("RGB", (32, 32), "white").save(data / f"{i}.png")
+        args = ["infer", str(tiny_checkpoint), "--data", str(data), "--out", str(out), "--colour", "cyan",
+                "--backend", "torch", "--threads", "1"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "polycolor.cli", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "POLYCOLOR_AUTOTUNE": "0"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    assert "test holder" in proc.stdout + proc.stderr  # rank 0 names the folder's live holder
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # neither rank wrote anything
+    assert json.loads((out / LOCK_NAME).read_text())["what"] == "test holder"  # the holder's lock is untouched
+    assert time.perf_counter() - t0 < 200
