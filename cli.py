@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 
 from .export.config import DEFAULT_BATCH_SIZE
-from .polycolor_core.devices import BACKENDS
-from .polycolor_core.precision import PRECISIONS
+from .polycolor_core.runtime.devices import BACKENDS
+from .polycolor_core.runtime.precision import PRECISIONS
 
 CONTEXT = dict(help_option_names=["-h", "--help"], max_content_width=110)
 
@@ -61,8 +61,8 @@ def data_make(out: Path, n: int, family: str, seed: int, size: int, colours: str
 
     Example: polycolor data make data/dark --n 200 --family dark --seed 7
     """
-    from .polycolor_core.data import write_split
-    from .polycolor_core.synthetic import SyntheticDataset
+    from .polycolor_core.data.datasets import write_split
+    from .polycolor_core.data.synthetic import SyntheticDataset
 
     try:
         ds = SyntheticDataset(families=family.split("+"), n=n, seed=seed, size=size,
@@ -85,7 +85,7 @@ def train_config_options(func):
     import dataclasses
     import typing
 
-    from .polycolor_core.trainconfig import TrainConfig
+    from .polycolor_core.training.trainconfig import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
     options = []
@@ -134,14 +134,14 @@ def train(variant, profile, resume, bf16, drop_lpips, **settings) -> None:
     """
     import dataclasses
 
-    from .polycolor_core.losses import LpipsUnavailable
-    from .polycolor_core.text import TextEncoderUnavailable
-    from .polycolor_core.train import config_from_profile, train as run_train
-    from .polycolor_core.trainconfig import TrainConfig
-    from .polycolor_core.variants import get_variant
+    from .polycolor_core.training.losses import LpipsUnavailable
+    from .polycolor_core.model.text import TextEncoderUnavailable
+    from .polycolor_core.training.train import config_from_profile, train as run_train
+    from .polycolor_core.training.trainconfig import TrainConfig
+    from .polycolor_core.model.variants import get_variant
 
     try:
-        from .polycolor_core.profiles import RUNS
+        from .polycolor_core.training.profiles import RUNS
 
         key = variant.strip().lower()
         name = key if key in RUNS else get_variant(variant).name  # a study run (m8-study, m4-nodark) or a variant
@@ -165,7 +165,7 @@ def variants_cmd() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .polycolor_core.variants import VARIANTS
+    from .polycolor_core.model.variants import VARIANTS
 
     t = Table(title="polycolor variants")
     for c in ("name", "block_out_channels", "layers", "heads", "loss terms", "epochs", "note"):
@@ -196,7 +196,7 @@ def export(model: Path, out: Path, fp16: bool, with_text_encoder: bool, colours:
     Example: polycolor export runs/m8 --out exports/m8
     """
     from .export.onnx_export import ExportParityError, export_model
-    from .polycolor_core.text import TextEncoderUnavailable
+    from .polycolor_core.model.text import TextEncoderUnavailable
 
     extra = [c.strip() for c in colours.split(",") if c.strip()]
     try:
@@ -311,7 +311,7 @@ def reproduce(profile: str, out: Path | None, models: str, seeds: str, sweep: bo
     Examples: polycolor reproduce;  polycolor reproduce --seeds 0,1,2 --sweep;  polycolor reproduce --profile demo;
     polycolor reproduce --profile report --text-encoder minilm-l6 (the study's schedule offline, e.g. on a GPU)
     """
-    from .polycolor_core.profiles import PROFILES
+    from .polycolor_core.training.profiles import PROFILES
 
     if list_profiles:
         from rich.console import Console
@@ -326,7 +326,7 @@ def reproduce(profile: str, out: Path | None, models: str, seeds: str, sweep: bo
             t.add_row(p.name, p.description, ", ".join(f"{k}={v}" for k, v in p.train.items()) + own)
         Console().print(t)
         return
-    from .polycolor_core.profiles import get_profile, parse_runs
+    from .polycolor_core.training.profiles import get_profile, parse_runs
     from .reproduce import parse_seeds, run_reproduce
 
     try:

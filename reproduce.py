@@ -22,11 +22,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .polycolor_core.folderlock import folder_lock
-from .polycolor_core.profiles import EVERYDAY, get_profile, parse_runs
-from .polycolor_core.train import config_from_profile, is_finished, make_progress, stage_bounds, train
-from .polycolor_core.trainconfig import TrainConfig
-from .polycolor_core.variants import get_variant
+from .polycolor_core.runtime.folderlock import folder_lock
+from .polycolor_core.training.profiles import EVERYDAY, get_profile, parse_runs
+from .polycolor_core.training.train import config_from_profile, is_finished, make_progress, stage_bounds, train
+from .polycolor_core.training.trainconfig import TrainConfig
+from .polycolor_core.model.variants import get_variant
 from .reproduce_plots import plot_loss_curves, read_metrics
 from .reproduce_report import deviations, write_report
 
@@ -132,8 +132,8 @@ def plan_jobs(jobs: int | None, n_models: int, profile: str) -> tuple[int, int]:
 
 def estimated_cost(job: RunJob, profile: str, overrides: dict | None = None) -> float:
     """A rough relative training cost (steps x pixels x sqrt(parameters)), to start the longest runs first."""
-    from .polycolor_core.model import count_parameters, create_model
-    from .polycolor_core.text import text_dim
+    from .polycolor_core.model.factory import count_parameters, create_model
+    from .polycolor_core.model.text import text_dim
 
     cfg = job.config(profile, overrides)
     variant = get_variant(cfg.variant).tiny() if cfg.tiny_model else get_variant(cfg.variant)
@@ -229,7 +229,7 @@ def _train_in_workers(todo, skipped, profile, jobs, threads, progress, overall, 
 
 def is_wide_palette(folder: Path) -> bool:
     """Whether a run's checkpoint records a training palette beyond the data spec's colours (``--colours``)."""
-    from .polycolor_core.modelinfo import ModelInfo
+    from .polycolor_core.model.modelinfo import ModelInfo
 
     return (info := ModelInfo.find(folder)) is not None and bool(info.colours)
 

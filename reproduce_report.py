@@ -13,9 +13,9 @@ from pathlib import Path
 
 from .eval.schema import jsonable
 
-from .polycolor_core.atomic import write_text_atomic
-from .polycolor_core.profiles import get_profile, profile_train_settings, run_variant
-from .polycolor_core.variants import get_variant
+from .polycolor_core.runtime.atomic import write_text_atomic
+from .polycolor_core.training.profiles import get_profile, profile_train_settings, run_variant
+from .polycolor_core.model.variants import get_variant
 from .reproduce_plots import read_metrics
 
 __all__ = ["deviations", "write_report"]
@@ -24,7 +24,7 @@ __all__ = ["deviations", "write_report"]
 def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
     """Plain statements of every way this run differs from the study's setup (the ``report`` profile), from
     each model's saved settings (``ModelInfo``); the profile's settings stand in for a model not trained yet."""
-    from .polycolor_core.modelinfo import ModelInfo
+    from .polycolor_core.model.modelinfo import ModelInfo
 
     notes: list[str] = []
     prof = get_profile(profile)
@@ -117,7 +117,7 @@ def _dedupe_model_notes(notes: list[str], models: list[str]) -> list[str]:
 
 def _lpips_lines(runs: Path, models: list[str]) -> list[str]:
     """Which models trained with the LPIPS term and where its weights came from (each model's saved settings)."""
-    from .polycolor_core.modelinfo import ModelInfo
+    from .polycolor_core.model.modelinfo import ModelInfo
 
     infos = {m: ModelInfo.find(runs / m) for m in models}
     used = [m for m, i in infos.items() if i is not None and i.lpips_source]
@@ -174,8 +174,8 @@ def write_report(out: Path, profile: str, plan, seeds: list[int], boards: dict, 
     from .eval.report import family_markdown_table, markdown_table
     from .eval.seeds import aggregate, family_seeds_markdown, seeds_markdown
     from .polycolor_core import __version__
-    from .polycolor_core.modelinfo import ModelInfo
-    from .polycolor_core.precision import cpu_description
+    from .polycolor_core.model.modelinfo import ModelInfo
+    from .polycolor_core.runtime.precision import cpu_description
 
     prof = get_profile(profile)
     first = boards[seeds[0]]

@@ -76,7 +76,7 @@ def ceiling(peak: float, rates) -> tuple[float, str | None]:
 
 def native_precisions(device: str = "cpu") -> list[str]:
     """The precisions worth timing here: fp32 always, bf16 only where the probe says it is native."""
-    from polycolor.polycolor_core.precision import native_bf16
+    from polycolor.polycolor_core.runtime.precision import native_bf16
 
     return ["fp32", "bf16"] if native_bf16(device) else ["fp32"]
 
@@ -85,8 +85,8 @@ def machine_info(device: str = "cpu", peaks: bool = True) -> dict:
     """CPU model, speed-relevant flags, the probe's decision and (``peaks``) GFLOP/s per native precision."""
     import torch
 
-    from polycolor.polycolor_core.precision import cpu_description, cpu_flags
-    from polycolor.polycolor_core.precision import describe
+    from polycolor.polycolor_core.runtime.precision import cpu_description, cpu_flags
+    from polycolor.polycolor_core.runtime.precision import describe
 
     name, flags = cpu_description()
     info = {

@@ -33,11 +33,11 @@ def _rss_mb() -> float:
 def _checkpoint(dest: Path) -> Path:
     import torch
 
-    from polycolor.polycolor_core.checkpoint import build_meta, save_checkpoint
-    from polycolor.polycolor_core.conditioning import attach_colour_token
-    from polycolor.polycolor_core.model import create_model
-    from polycolor.polycolor_core.text import get_text_encoder
-    from polycolor.polycolor_core.variants import get_variant
+    from polycolor.polycolor_core.model.checkpoint import build_meta, save_checkpoint
+    from polycolor.polycolor_core.model.conditioning import attach_colour_token
+    from polycolor.polycolor_core.model.factory import create_model
+    from polycolor.polycolor_core.model.text import get_text_encoder
+    from polycolor.polycolor_core.model.variants import get_variant
 
     torch.manual_seed(0)
     spec = get_text_encoder("test-tiny-random").spec

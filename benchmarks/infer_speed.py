@@ -6,7 +6,7 @@
 
 Models are the real architectures with random weights (perturbed so every layer does work), conditioned on
 384-d embeddings (minilm-l6's width) of canonical colour names. Only the precisions this CPU does natively
-are timed: bf16 rows appear only where the precision probe (``polycolor_core.precision.native_bf16``) says
+are timed: bf16 rows appear only where the precision probe (``polycolor_core.runtime.precision.native_bf16``) says
 bf16 is native; the table says what was skipped.
 
 Paths
@@ -93,9 +93,9 @@ def build(name: str, workdir: Path, size: int):
     import torch
 
     from polycolor.export.onnx_export import export_model
-    from polycolor.polycolor_core.checkpoint import build_meta, save_checkpoint
-    from polycolor.polycolor_core.model import create_model
-    from polycolor.polycolor_core.text import TextEncoderSpec
+    from polycolor.polycolor_core.model.checkpoint import build_meta, save_checkpoint
+    from polycolor.polycolor_core.model.factory import create_model
+    from polycolor.polycolor_core.model.text import TextEncoderSpec
 
     spec = TextEncoderSpec("minilm-l6", "", DIM, SEQ)
     torch.manual_seed(0)
@@ -143,7 +143,7 @@ def engine_rows(ck: Path, tmp: Path, args, threads: int, console) -> list[dict]:
 
     from PIL import Image
 
-    from polycolor.polycolor_core.synthetic import SyntheticDataset
+    from polycolor.polycolor_core.data.synthetic import SyntheticDataset
 
     data = tmp / "engine-data"
     data.mkdir()
@@ -221,8 +221,8 @@ def main(argv=None) -> int:
     from polycolor.export.colorizer import Colorizer
     from polycolor.export.ort_backend import OrtBackend, physical_cores
     from polycolor.export.torch_backend import TorchBackend
-    from polycolor.polycolor_core.synthetic import SyntheticDataset
-    from polycolor.polycolor_core.text import TextEncoderSpec, encoder_from_spec
+    from polycolor.polycolor_core.data.synthetic import SyntheticDataset
+    from polycolor.polycolor_core.model.text import TextEncoderSpec, encoder_from_spec
 
     console = Console(width=max(140, Console().width))
     threads = args.threads or physical_cores()
@@ -328,7 +328,7 @@ def main(argv=None) -> int:
         console.print(f"goal {name}: default path ({meta[name]['default_backend']}, {meta[name]['default_precision']}) "
                       f">= {GOAL_SHARE:.0%} of the {best} peak at batch {GOAL_BATCH}: "
                       f"{'PASS' if goal[name] else 'FAIL'} ({100 * r['share_peak']:.0f}%)", highlight=False)
-    from polycolor.polycolor_core.atomic import write_json_atomic
+    from polycolor.polycolor_core.runtime.atomic import write_json_atomic
 
     out = write_json_atomic(args.json, {"args": vars(args), "machine": info, "threads": threads, "peak_precision": best,
                                         "peak_used": peak, "peak_note": peak_note,

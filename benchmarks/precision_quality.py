@@ -37,7 +37,7 @@ KEY = "de_polygon"
 
 
 def train_run(variant: str, profile: str, precision: str, seed: int, run: Path) -> dict:
-    from polycolor.polycolor_core.train import is_finished
+    from polycolor.polycolor_core.training.train import is_finished
 
     if is_finished(run):
         return {"run": str(run), "trained_s": None, "skipped": True}
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     result = {"machine": info, "variant": args.variant, "profile": args.profile, "seeds": seeds,
               "metric": f"{KEY} per output", "trained": dict(zip([r.name for _, _, r in plan], trained)),
               "scores": scores, "verdicts": verdicts, "vetoed": vetoed}
-    from polycolor.polycolor_core.atomic import write_json_atomic
+    from polycolor.polycolor_core.runtime.atomic import write_json_atomic
 
     print(f"wrote {write_json_atomic(args.json, result, sort_keys=False)}")
     return 0

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from polycolor.eval.metrics import score_batch
-from polycolor.polycolor_core.colours import resolve_colour
+from polycolor.polycolor_core.colour.colours import resolve_colour
 from polycolor.export.colorizer import Colorizer
-from polycolor.polycolor_core.synthetic import SyntheticDataset
-from polycolor.polycolor_core.train import config_from_profile, parse_size_schedule, train
+from polycolor.polycolor_core.data.synthetic import SyntheticDataset
+from polycolor.polycolor_core.training.train import config_from_profile, parse_size_schedule, train
 
 EVAL_SEED = 777_001  # training uses seed 0 (batches) and 10_000 (validation grid): never this one
 TARGET_DE, TARGET_IOU = 2.0, 0.97

@@ -6,14 +6,14 @@
     python benchmarks/train_speed.py --levers --compile --json out.json
 
 One step = forward + the variant's composite loss (LPIPS included when ``--lpips`` and its weights load)
-+ backward + gradient clipping at 1.0 + AdamW, as in ``polycolor_core/train.py``. GFLOP/img counts
++ backward + gradient clipping at 1.0 + AdamW, as in ``polycolor_core/training/train.py``. GFLOP/img counts
 forward+backward (torch's FlopCounterMode); "% peak" divides the achieved GFLOP/s by the peak of the same
 precision (below). Only the precisions this CPU does natively are timed (the
 table says which were skipped and why). Ratios are meaningful within one run only: quote them with the CPU
 line printed at the top.
 
 The "auto" column marks the precision ``polycolor train --precision auto`` picks for that row and why
-(``polycolor_core/training_precision.py``: the fastest native precision that no quality veto rules out), fed with
+(``polycolor_core/training/training_precision.py``: the fastest native precision that no quality veto rules out), fed with
 the rates of this run. "% peak" is of an honest ceiling (``_machine.py``: the higher of the best matmul over
 several shapes and thread counts and the theoretical figure from flags and clock; a faster row raises it).
 
@@ -58,9 +58,9 @@ def step_flops(model, x, emb) -> float:
 def bench(variant: str, size: int, precision: str = "fp32", batch: int = 4, steps: int = 3, channels_last=None,
           lpips: bool = False, compile: bool = False, threads: int | None = None) -> dict:
     """Images/s of training steps of ``variant`` (real architecture, random data) on this CPU."""
-    from polycolor.polycolor_core.losses import composite_loss
-    from polycolor.polycolor_core.model import create_model
-    from polycolor.polycolor_core.variants import get_variant
+    from polycolor.polycolor_core.training.losses import composite_loss
+    from polycolor.polycolor_core.model.factory import create_model
+    from polycolor.polycolor_core.model.variants import get_variant
 
     if threads:
         torch.set_num_threads(threads)
@@ -72,7 +72,7 @@ def bench(variant: str, size: int, precision: str = "fp32", batch: int = 4, step
     model = model.to(memory_format=fmt)
     net, weights = None, v.loss.without("lpips")
     if lpips and v.loss.lpips > 0:
-        from polycolor.polycolor_core.lpips_loader import load_lpips
+        from polycolor.polycolor_core.training.lpips_loader import load_lpips
 
         net, weights = load_lpips(), v.loss
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
@@ -115,7 +115,7 @@ def auto_choice(variant: str, size: int, timed: dict) -> dict:
     vetoes) fed with the rates just measured (``timed``: precision -> bench row), not a stored choice."""
     import tempfile
 
-    from polycolor.polycolor_core.training_precision import choose
+    from polycolor.polycolor_core.training.training_precision import choose
 
     with tempfile.TemporaryDirectory() as tmp:
         c = choose("auto", "cpu", variant, f"bench:{variant}:{size}", lambda p: timed[p]["images_per_s"],
@@ -147,8 +147,8 @@ def two_workers(variant: str, size: int, batch: int, steps: int) -> dict:
 
 def data_ms(size: int = 32, batch: int = 4, n: int = 20) -> float:
     """Milliseconds to build one training batch of the cpu profile's data mix at ``size``."""
-    from polycolor.polycolor_core.profiles import DATA_MIX
-    from polycolor.polycolor_core.trainio import TrainBatches
+    from polycolor.polycolor_core.training.profiles import DATA_MIX
+    from polycolor.polycolor_core.training.trainio import TrainBatches
 
     batches = TrainBatches(DATA_MIX, size, batch, seed=0, augment=True, samples_per_epoch=200)
     batches.batch(0)
@@ -266,7 +266,7 @@ def main(argv=None) -> int:
         console.print(lt)
     out = {"machine": info, "peaks_used": peaks, "peak_notes": peak_notes, "batch": args.batch, "steps": args.steps,
            "rows": rows, "auto": auto_rows, "levers": lever_rows}
-    from polycolor.polycolor_core.atomic import write_json_atomic
+    from polycolor.polycolor_core.runtime.atomic import write_json_atomic
 
     path = write_json_atomic(args.json, out, sort_keys=False)
     console.print(f"wrote {path}")

@@ -41,8 +41,8 @@ def main(argv=None) -> int:
     from polycolor.eval.heldout import load_eval_data
     from polycolor.eval.metrics import ciede2000_map, true_mask
     from polycolor.export.colorizer import Colorizer
-    from polycolor.polycolor_core.atomic import write_json_atomic
-    from polycolor.polycolor_core.composite import zoom_box
+    from polycolor.polycolor_core.runtime.atomic import write_json_atomic
+    from polycolor.polycolor_core.model.composite import zoom_box
 
     console = Console(highlight=False)
     info = machine_info(peaks=False)

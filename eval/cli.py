@@ -95,7 +95,7 @@ def main(models, runs_dir, data_spec, n, size, user_n, output, by_family, sort, 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..polycolor_core.data import DataError
+    from ..polycolor_core.data.datasets import DataError
 
     # our own progress bar replaces the text encoder's "Loading weights" tqdm bars (one per model)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

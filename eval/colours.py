@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..polycolor_core import palettes
-from ..polycolor_core.colours import resolve_colour
+from ..polycolor_core.colour import palettes
+from ..polycolor_core.colour.colours import resolve_colour
 from .metrics import ciede2000_map, true_mask
 
 __all__ = ["COLOUR_SETS", "SEED", "ColourRow", "colour_sets", "render_samples", "score_colorizer",
@@ -51,7 +51,7 @@ def colour_sets(n_hex: int = 32, limit: int | None = None) -> dict[str, list[str
 
 def render_samples(names, size: int):
     """(inputs, targets, masks) for one polygon per name, rendered at ``size`` (crisp edges: no resize)."""
-    from ..polycolor_core.synthetic import _sample_at
+    from ..polycolor_core.data.synthetic import _sample_at
 
     samples = [_sample_at(("pose", "shapes"), SEED, i, size, (n,)) for i, n in enumerate(names)]
     inputs = [s.input for s in samples]
@@ -82,7 +82,7 @@ def score_colorizer(col, name: str, sets: dict[str, list[str]], output: str = "c
     """A ``Colorizer``'s row; a set it cannot embed (a table-only export) is left out with a note."""
     import warnings
 
-    from ..polycolor_core.colours import UnknownColourError
+    from ..polycolor_core.colour.colours import UnknownColourError
 
     row = ColourRow(name)
     for key, names in sets.items():
@@ -185,7 +185,7 @@ def main(argv=None) -> None:
     table = colour_table(a.models, a.hex, a.backend)
     print(render_markdown(table))
     if a.json:
-        from ..polycolor_core.atomic import write_json_atomic
+        from ..polycolor_core.runtime.atomic import write_json_atomic
 
         write_json_atomic(a.json, table)
 

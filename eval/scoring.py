@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..polycolor_core.colours import resolve_colour
+from ..polycolor_core.colour.colours import resolve_colour
 from . import metrics as _metrics
 from . import models
 from .heldout import EvalData
@@ -130,7 +130,7 @@ def score_outputs(colorizer, base: ModelResult, data: EvalData, lpips_scorer=Non
     returns (tests/test_leaderboard.py checks it); the model runs once per sample, not once per output. Both rows
     report the pass's images/s. Errors come back as ``status="error"`` rows.
     """
-    from ..polycolor_core.composite import paint
+    from ..polycolor_core.model.composite import paint
 
     bad = [o for o in outputs if o not in OUTPUTS]
     if bad:

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..polycolor_core.variants import VARIANTS
+from ..polycolor_core.model.variants import VARIANTS
 
 __all__ = ["ACCEPTED_SYNTAX", "valid_names", "is_path_token", "parse_range", "parse_models"]
 

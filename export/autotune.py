@@ -27,11 +27,11 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..polycolor_core.atomic import write_json_atomic
-from ..polycolor_core.cache import cache_dir, read_entries
-from ..polycolor_core.precision import cpu_description
-from ..polycolor_core.precision import AUTOTUNE_ENV, BUDGET_ENV, autotune_budget_s, autotune_enabled  # noqa: F401
-from ..polycolor_core.precision import machine_key as _machine_key
+from ..polycolor_core.runtime.atomic import write_json_atomic
+from ..polycolor_core.runtime.cache import cache_dir, read_entries
+from ..polycolor_core.runtime.precision import cpu_description
+from ..polycolor_core.runtime.precision import AUTOTUNE_ENV, BUDGET_ENV, autotune_budget_s, autotune_enabled  # noqa: F401
+from ..polycolor_core.runtime.precision import machine_key as _machine_key
 
 log = logging.getLogger("polycolor")
 
@@ -147,7 +147,7 @@ def choose_backend(
 
 # ----------------------------------------------------------------------------- the Colorizer's auto choice
 # POLYCOLOR_AUTOTUNE=0 turns measuring off (auto = onnx for export folders, torch for checkpoints); the switch and
-# POLYCOLOR_AUTOTUNE_SECONDS are shared with training's precision choice (polycolor_core/precision.py).
+# POLYCOLOR_AUTOTUNE_SECONDS are shared with training's precision choice (polycolor_core/runtime/precision.py).
 enabled = autotune_enabled
 budget_s = autotune_budget_s
 
@@ -157,7 +157,7 @@ def auto_candidates(info, precision: str, device: str) -> list[str]:
     torch-fp32 (+ torch-bf16 where the device has native bf16 and ``precision`` is "auto") when PyTorch
     weights exist (a checkpoint, or an export whose source checkpoint is still there), and onnx (an export
     folder, or a checkpoint exported once into the user cache by ``cached_export``)."""
-    from ..polycolor_core.precision import native_bf16
+    from ..polycolor_core.runtime.precision import native_bf16
 
     names = []
     if info.kind == "checkpoint" or info.source_checkpoint() is not None:

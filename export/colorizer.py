@@ -30,15 +30,15 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..polycolor_core.colours import UnknownColourError, resolve_colour
-from ..polycolor_core.conditioning import colour_token_source
-from ..polycolor_core.composite import OUTPUTS, adopt_zoom, check_output, fill_mask, finish, letterbox, zoom_box
-from ..polycolor_core.devices import BACKENDS, check_backend, ort_has_gpu, resolve_device
-from ..polycolor_core.imageio import coerce_image
-from ..polycolor_core.modelinfo import ModelInfo
-from ..polycolor_core.palettes import palette_warning
-from ..polycolor_core.precision import from_bf16_flag, resolve_precision
-from ..polycolor_core.text import CachedTextEncoder
+from ..polycolor_core.colour.colours import UnknownColourError, resolve_colour
+from ..polycolor_core.model.conditioning import colour_token_source
+from ..polycolor_core.model.composite import OUTPUTS, adopt_zoom, check_output, fill_mask, finish, letterbox, zoom_box
+from ..polycolor_core.runtime.devices import BACKENDS, check_backend, ort_has_gpu, resolve_device
+from ..polycolor_core.data.imageio import coerce_image
+from ..polycolor_core.model.modelinfo import ModelInfo
+from ..polycolor_core.colour.palettes import palette_warning
+from ..polycolor_core.runtime.precision import from_bf16_flag, resolve_precision
+from ..polycolor_core.model.text import CachedTextEncoder
 from . import autotune
 from .autotune import cached_export
 from .config import DEFAULT_BATCH_SIZE, COLOUR_TABLE_FILE, EXPORTABLE_TEXT_ENCODERS, UNET_FILE, UNET_FP16_FILE, validate_manifest
@@ -290,8 +290,8 @@ class Colorizer:
     @classmethod
     def _torch(cls, info: ModelInfo, device: str, precision: str, batch_size: int, text_encoder, threads,
                size_policy) -> "Colorizer":
-        from ..polycolor_core.checkpoint import load_checkpoint
-        from ..polycolor_core.text import encoder_from_spec
+        from ..polycolor_core.model.checkpoint import load_checkpoint
+        from ..polycolor_core.model.text import encoder_from_spec
         from .torch_backend import TorchBackend
 
         if threads:

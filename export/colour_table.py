@@ -21,7 +21,7 @@ __all__ = ["colour_table_names", "save_colour_table", "load_colour_table"]
 def colour_table_names(extra: Sequence[str] | None = None) -> list[str]:
     """The 8 canonical colours followed by ``extra`` names (validated, lower-cased, de-duplicated by ``colour_key``:
     "Light Blue" after "light blue" adds nothing)."""
-    from ..polycolor_core.colours import CANONICAL_COLOURS, colour_key, resolve_colour
+    from ..polycolor_core.colour.colours import CANONICAL_COLOURS, colour_key, resolve_colour
 
     names = list(CANONICAL_COLOURS)
     keys = {colour_key(n) for n in names}

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..polycolor_core.modelinfo import EXPORT_FORMAT, MANIFEST, ModelFolderError
+from ..polycolor_core.model.modelinfo import EXPORT_FORMAT, MANIFEST, ModelFolderError
 
 # ---------------------------------------------------------------------------------------------- files
 MANIFEST_VERSION = 1

@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from ..polycolor_core.folderlock import folder_lock
+from ..polycolor_core.runtime.folderlock import folder_lock
 from .config import DEFAULT_BATCH_SIZE
 from .items import detect_layout, input_digest, load_item, plan_items
 from .outputs import OutputStore, encode_image, merge_manifest, model_digest, remove_stale_temporaries
@@ -59,7 +59,7 @@ def _progress(enabled: bool):
 def _check_items(col, plan, out_dir: Path) -> list:
     """The items that can run (colour known, output name inside out_dir and unique, not over its input);
     the others go to ``plan.skipped`` with the reason. Same result on every rank."""
-    from ..polycolor_core.colours import UnknownColourError, resolve_colour
+    from ..polycolor_core.colour.colours import UnknownColourError, resolve_colour
     from .items import _safe_output
 
     bad_colour: dict[str, str] = {}
@@ -105,7 +105,7 @@ def _note_image(it, img, note: str, size: int) -> None:
 
 def _run_local(col, pending: list, store: OutputStore, samples, output: str, progress: bool, t0: float):
     """Colour ``pending`` in batches of ``col.batch_size`` and write each output: (written, skipped)."""
-    from ..polycolor_core.imageio import ImageInputError
+    from ..polycolor_core.data.imageio import ImageInputError
 
     written, skipped, n_done = [], [], 0
     with _progress(progress) as bar:
@@ -192,8 +192,8 @@ def colorize_dataset(
     Returns the report (also written to ``out_dir/report.json``): counts, written items with their notes, items
     kept from an earlier run, skipped items with the reason, redo reasons, per-rank img/s, and global notes.
     """
-    from ..polycolor_core.colours import resolve_colour
-    from ..polycolor_core.composite import check_output
+    from ..polycolor_core.colour.colours import resolve_colour
+    from ..polycolor_core.model.composite import check_output
     from .colorizer import Colorizer
 
     check_output(output)
@@ -311,7 +311,7 @@ def colorize_dataset(
             reasons = Counter(s["reason"].split(":")[0] for s in report["skipped"])
             log.warning("skipped %d item(s): %s", len(report["skipped"]),
                         "; ".join(f"{n}x {r}" for r, n in reasons.most_common(3)))
-        from ..polycolor_core.atomic import write_json_atomic
+        from ..polycolor_core.runtime.atomic import write_json_atomic
 
         write_json_atomic(out_dir / REPORT_FILE, report, sort_keys=False)
         return report

@@ -149,8 +149,8 @@ def _safe_output(name: str) -> str | None:
 
 
 def _hf_items(spec: str, colours: list[str]):
-    from ..polycolor_core.data import load_data
-    from ..polycolor_core.hfdata import HFSamples
+    from ..polycolor_core.data.datasets import load_data
+    from ..polycolor_core.data.hfdata import HFSamples
 
     samples = load_data(spec)
     if not isinstance(samples, HFSamples):
@@ -201,7 +201,7 @@ def input_digest(it: _Item, samples=None) -> str:
 
 def load_item(it: _Item, samples=None) -> tuple[np.ndarray, str]:
     """(RGB uint8 [H,W,3], note) for one item; ``ImageInputError`` if it cannot be used."""
-    from ..polycolor_core.imageio import ImageInputError, array_to_rgb, load_image
+    from ..polycolor_core.data.imageio import ImageInputError, array_to_rgb, load_image
 
     if it.source is not None:
         return load_image(it.source)

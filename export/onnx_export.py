@@ -149,7 +149,7 @@ def _compare(ort_out: np.ndarray, ref: np.ndarray, tol: float, what: str) -> dic
 def _real_images(size: int, n: int = 2) -> tuple[np.ndarray, list[str]]:
     """n rendered polygon outlines (the original data's format) as float32 [n,3,S,S] 0..1, and their colours."""
     try:
-        from ..polycolor_core.synthetic import SyntheticDataset
+        from ..polycolor_core.data.synthetic import SyntheticDataset
 
         samples = [SyntheticDataset(("canonical",), n=8, seed=7, size=size)[i] for i in (0, 3)][:n]
         imgs, colours = [s.input for s in samples], [s.colour for s in samples]
@@ -253,11 +253,11 @@ def export_model(
     """
     import torch
 
-    from ..polycolor_core.checkpoint import atomic_dir_write, load_checkpoint, package_version
-    from ..polycolor_core.conditioning import TOKEN_FILE, colour_token_numpy, token_weights
-    from ..polycolor_core.modelinfo import ModelInfo, shared_fields
-    from ..polycolor_core.text import encoder_from_spec
-    from ..polycolor_core.textspec import check_template, prompt_text
+    from ..polycolor_core.model.checkpoint import atomic_dir_write, load_checkpoint, package_version
+    from ..polycolor_core.model.conditioning import TOKEN_FILE, colour_token_numpy, token_weights
+    from ..polycolor_core.model.modelinfo import ModelInfo, shared_fields
+    from ..polycolor_core.model.text import encoder_from_spec
+    from ..polycolor_core.model.textspec import check_template, prompt_text
 
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not overwrite:

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..polycolor_core.devices import DEVICES
+from ..polycolor_core.runtime.devices import DEVICES
 from .config import EXPORT_CONFIG, TEXT_ENCODER_FILE, TOKENIZER_DIR, read_manifest
 
 log = logging.getLogger("polycolor")

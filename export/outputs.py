@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..polycolor_core.atomic import atomic_file, write_json_atomic
+from ..polycolor_core.runtime.atomic import atomic_file, write_json_atomic
 
 __all__ = ["MANIFEST_FILE", "PARTS_DIR", "OutputStore", "array_digest", "encode_image", "file_digest",
            "merge_manifest", "model_digest", "read_manifest"]
@@ -59,7 +59,7 @@ def array_digest(a: np.ndarray) -> str:
 def model_digest(path: str | Path) -> str:
     """A hash of every file in the model folder ``ModelInfo.read(path)`` resolves to (a run -> its checkpoint):
     weights, config or manifest, colour table. Two folders with the same files hash the same."""
-    from ..polycolor_core.modelinfo import ModelInfo
+    from ..polycolor_core.model.modelinfo import ModelInfo
 
     folder = ModelInfo.read(path).path
     h = _blake()

@@ -103,7 +103,7 @@ class _InferActor(ColorizePredictor):
         self.samples = plan_items(data).samples if data.startswith("hf:") else None
 
     def __call__(self, batch: dict) -> dict:
-        from ..polycolor_core.imageio import ImageInputError
+        from ..polycolor_core.data.imageio import ImageInputError
 
         n = len(batch["key"])
         data, errors, notes = [b""] * n, [""] * n, [[] for _ in range(n)]

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, TypeVar
 
-from ..polycolor_core.atomic import write_json_atomic
-from ..polycolor_core.devices import setup_distributed
+from ..polycolor_core.runtime.atomic import write_json_atomic
+from ..polycolor_core.runtime.devices import setup_distributed
 from .outputs import PARTS_DIR
 
 __all__ = ["Shard", "join", "merge_reports", "write_rank_report"]

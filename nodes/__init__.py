@@ -9,7 +9,7 @@
 Each node is one function (``loader.load``, ``colorize.colorize``, ``train.train_node``) plus one interface
 declaration (``SPEC``, a ``spec.NodeSpec``); ``v3.py`` turns them into ``comfy_api.latest`` nodes and
 ``comfy_entrypoint`` registers them (ComfyUI finds it on the pack's root package). The nodes only adapt ComfyUI
-values and call the core (``export.colorizer``, ``polycolor_core.train``); no model code lives here. Importing
+values and call the core (``export.colorizer``, ``polycolor_core.training.train``); no model code lives here. Importing
 this package imports no torch and no ComfyUI: ``v3.py`` is imported when ComfyUI calls ``comfy_entrypoint``,
 and heavy imports happen inside the node functions. Inside the pack every import is relative, because ComfyUI
 imports the folder under a path-derived module name. The templates are ``example_workflows/polycolor.json``

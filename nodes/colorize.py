@@ -28,7 +28,7 @@ log = logging.getLogger("polycolor")
 
 def parse_colours(colour: str, batch: int) -> list[str]:
     """One colour for the whole batch, or one per non-empty line (exactly ``batch`` lines)."""
-    from ..polycolor_core.colours import UnknownColourError, resolve_colour
+    from ..polycolor_core.colour.colours import UnknownColourError, resolve_colour
 
     if not isinstance(colour, str):
         raise ValueError(f"colour must be text such as 'cyan' or '#12ab34', got {type(colour).__name__}")
@@ -54,7 +54,7 @@ def image_batch_to_rgb(image) -> tuple[list[np.ndarray], list[str]]:
 
     The one image coercion (``imageio.coerce_batch``) that the Colorizer and the data loaders use too.
     """
-    from ..polycolor_core.imageio import coerce_batch
+    from ..polycolor_core.data.imageio import coerce_batch
 
     return coerce_batch(image, what="a ComfyUI IMAGE tensor")
 

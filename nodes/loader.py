@@ -30,11 +30,11 @@ from pathlib import Path
 
 log = logging.getLogger("polycolor")
 
-from ..polycolor_core.devices import BACKENDS, DEVICES, check_backend
-from ..polycolor_core.modelinfo import CONFIG as CHECKPOINT_CONFIG
-from ..polycolor_core.modelinfo import MANIFEST as ONNX_MANIFEST
-from ..polycolor_core.modelinfo import WEIGHTS as CHECKPOINT_WEIGHTS
-from ..polycolor_core.modelinfo import find_kind
+from ..polycolor_core.runtime.devices import BACKENDS, DEVICES, check_backend
+from ..polycolor_core.model.modelinfo import CONFIG as CHECKPOINT_CONFIG
+from ..polycolor_core.model.modelinfo import MANIFEST as ONNX_MANIFEST
+from ..polycolor_core.model.modelinfo import WEIGHTS as CHECKPOINT_WEIGHTS
+from ..polycolor_core.model.modelinfo import find_kind
 from .spec import Input, NodeSpec, Output
 
 MODEL_FOLDER = "polycolor"  # ComfyUI model folder name: models/polycolor/
@@ -202,7 +202,7 @@ def resolve_device(device: str) -> str:
             return str(mm.get_torch_device())
         except Exception:  # not inside ComfyUI (ImportError), or ComfyUI could not pick a device
             pass
-    from ..polycolor_core.devices import resolve_device as core_resolve
+    from ..polycolor_core.runtime.devices import resolve_device as core_resolve
 
     try:
         return core_resolve(device, "torch")

@@ -1,6 +1,6 @@
 """``Polycolor Train``: train a polycolor model from inside ComfyUI, into ``models/polycolor/<name>/``.
 
-The node adapts and calls the core trainer (``polycolor_core.train.train``) and nothing else:
+The node adapts and calls the core trainer (``polycolor_core.training.train.train``) and nothing else:
 
 * settings: the ``cpu`` profile's settings for the chosen variant (for m8, the everyday model: every data
   family, the wide palette canonical+xkcd+hex, text+rgb+film conditioning, 32 -> 64 px, batch 4), with the
@@ -65,7 +65,7 @@ def run_folder(name: str) -> Path:
 
 def train_config(variant: str, steps: int, out: Path, device: str):
     """The cpu profile's settings for ``variant`` with ``steps`` laid out as equal epochs."""
-    from ..polycolor_core.trainconfig import config_from_profile
+    from ..polycolor_core.training.trainconfig import config_from_profile
 
     if variant not in VARIANT_NAMES:
         raise PolycolorModelError(f"variant must be one of {', '.join(VARIANT_NAMES)}, got {variant!r}")
@@ -102,7 +102,7 @@ def _announce(name: str) -> None:
 
 def train_node(name: str = DEFAULT_NAME, variant: str = "m8", steps: int = DEFAULT_STEPS, device: str = "auto"):
     """The node: train (or continue, or just load) ``models/polycolor/<name>/`` -> ``(POLYCOLOR_MODEL,)``."""
-    from ..polycolor_core.train import is_finished, train
+    from ..polycolor_core.training.train import is_finished, train
 
     out = run_folder(name)
     dev = resolve_device(device)

@@ -52,7 +52,7 @@ def train_overfit(work: Path, models_dir: Path) -> Path:
     """
     import shutil
 
-    from polycolor.polycolor_core.train import config_from_profile, train
+    from polycolor.polycolor_core.training.train import config_from_profile, train
 
     if _TRAINED and (_TRAINED[0] / "checkpoint" / "model.safetensors").is_file():
         shutil.copytree(_TRAINED[0], Path(models_dir) / "m1")

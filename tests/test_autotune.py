@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from polycolor.export import autotune
-from polycolor.polycolor_core import precision
+from polycolor.polycolor_core.runtime import precision
 
 
 class FakeBackend:
@@ -157,7 +157,7 @@ def measuring(monkeypatch, tmp_path):
 
 def test_auto_on_a_checkpoint_measures_once_and_picks_the_winner(measuring, tiny_checkpoint):
     from polycolor.export.colorizer import Colorizer
-    from polycolor.polycolor_core.modelinfo import ModelInfo
+    from polycolor.polycolor_core.model.modelinfo import ModelInfo
 
     col = Colorizer.from_pretrained(tiny_checkpoint)
     assert col.backend.name == "onnx"
@@ -189,8 +189,8 @@ def test_auto_measuring_off_picks_by_folder_kind(monkeypatch, tiny_checkpoint):
 
 
 def test_bf16_is_a_candidate_only_where_native(monkeypatch, tiny_checkpoint):
-    from polycolor.polycolor_core import precision
-    from polycolor.polycolor_core.modelinfo import ModelInfo
+    from polycolor.polycolor_core.runtime import precision
+    from polycolor.polycolor_core.model.modelinfo import ModelInfo
 
     info = ModelInfo.read(tiny_checkpoint)
     monkeypatch.setattr(precision, "native_bf16", lambda device="cpu": False)

@@ -9,7 +9,7 @@ import torch
 
 from polycolor.export.colorizer import Colorizer
 from polycolor.export.config import DEFAULT_BATCH_SIZE
-from polycolor.polycolor_core.text import CachedTextEncoder, get_text_encoder
+from polycolor.polycolor_core.model.text import CachedTextEncoder, get_text_encoder
 
 
 class RecordingBackend:

@@ -46,7 +46,7 @@ ALIASES = {"PIL": "pillow", "skimage": "scikit-image", "yaml": "pyyaml", "cv2": 
 OPTIONAL = {
     "onnxruntime": "the onnx backend: Polycolor Model Loader says to install onnxruntime or onnxruntime-gpu",
     "onnx": "ONNX export (the backend auto-tuner's export of a checkpoint) only runs when onnxruntime is there",
-    "datasets": "hf: data only (polycolor_core/hfdata.py raises DataError: pip install datasets)",
+    "datasets": "hf: data only (polycolor_core/data/hfdata.py raises DataError: pip install datasets)",
     "rich": "terminal progress bars only (train(progress=True) from the CLI; the nodes pass progress=False)",
 }
 OPTIONAL_MATCH = {"onnxruntime": "pip install onnxruntime", "datasets": "pip install datasets"}
@@ -151,7 +151,8 @@ def test_dropped_dependencies_are_not_on_the_node_path():
 
 def test_shipped_colour_tables_equal_matplotlibs():
     pytest.importorskip("matplotlib")
-    from polycolor.polycolor_core import colourtables, colourtables_build
+    from polycolor.polycolor_core.colour import colourtables
+    from polycolor.polycolor_core.colour import colourtables_build
 
     ref = colourtables_build.from_matplotlib()
     assert colourtables.css4() == ref["css4"] and len(ref["css4"]) == 148
@@ -161,7 +162,7 @@ def test_shipped_colour_tables_equal_matplotlibs():
 def test_own_lab_matches_scikit_image():
     np = pytest.importorskip("numpy")
     skcolor = pytest.importorskip("skimage.color")
-    from polycolor.polycolor_core.colours import srgb_to_lab
+    from polycolor.polycolor_core.colour.colours import srgb_to_lab
 
     rgb = np.random.default_rng(0).random((64, 48, 3)).astype(np.float32)
     rgb[0, :8] = [[0, 0, 0], [1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [0.5, 0.5, 0.5]]
@@ -176,15 +177,15 @@ for name in BLOCKED:  # `import name` raises ModuleNotFoundError, importlib.util
     sys.modules[name] = None
 import numpy as np, torch
 from polycolor.nodes import NODE_SPECS
-from polycolor.polycolor_core.colours import resolve_colour
-from polycolor.polycolor_core.palettes import names
+from polycolor.polycolor_core.colour.colours import resolve_colour
+from polycolor.polycolor_core.colour.palettes import names
 out = {"dark teal": resolve_colour("dark teal"), "xkcd": len(names("xkcd")), "css": len(names("css"))}
 (model,) = NODE_SPECS["PolycolorModelLoader"].run(sys.argv[2], "auto", "cpu")
 img = torch.ones(1, 48, 64, 3); img[0, 10:38, 12] = 0; img[0, 10:38, 50] = 0; img[0, 10, 12:51] = 0; img[0, 37, 12:51] = 0
 image, mask = NODE_SPECS["PolycolorColorize"].run(model, img, "dark teal")
 out["shape"] = list(image.shape); out["corner"] = image[0, :3, :3].tolist()
 for what, call in (("onnx", lambda: NODE_SPECS["PolycolorModelLoader"].run(sys.argv[2], "onnx", "cpu")),
-                   ("hf", lambda: __import__("polycolor.polycolor_core.hfdata", fromlist=["x"])._open_hf("x", "train"))):
+                   ("hf", lambda: __import__("polycolor.polycolor_core.data.hfdata", fromlist=["x"])._open_hf("x", "train"))):
     try:
         call()
         out[what] = "no error"

@@ -1,6 +1,6 @@
 """The polycolor nodes in a real ComfyUI (0.3.75): registration, model dropdown, the example workflows, pixels.
 
-A tiny m1 is overfitted (``polycolor_core.train``) on the shipped example image filled cyan
+A tiny m1 is overfitted (``polycolor_core.training.train``) on the shipped example image filled cyan
 (``_comfyui_example.py``), put into the server's ``polycolor`` model folder as a run folder
 (``m1/checkpoint/config.json``, the name the example workflow uses), and the API-format example
 ``docs/polycolor_api.json`` (LoadImage -> Polycolor Model Loader -> Polygon Colorize -> SaveImage) runs on

@@ -39,7 +39,7 @@ TRAIN_WORKFLOW = X.EXAMPLE_DIR / "polycolor_train.json"
 
 
 def test_defaults_are_the_cpu_profile_m8(tmp_path):
-    from polycolor.polycolor_core.trainconfig import config_from_profile
+    from polycolor.polycolor_core.training.trainconfig import config_from_profile
 
     spec = TRAIN.input_types()["required"]
     assert spec["variant"][1]["default"] == "m8" and spec["steps"][1]["default"] == T.DEFAULT_STEPS == 750
@@ -99,7 +99,7 @@ def fake_comfy(monkeypatch):
 
 @pytest.mark.slow
 def test_progress_cancel_and_resume(fake_comfy, tmp_path, monkeypatch):
-    from polycolor.polycolor_core.modelinfo import ModelInfo
+    from polycolor.polycolor_core.model.modelinfo import ModelInfo
 
     monkeypatch.setenv("POLYCOLOR_MODELS_DIR", str(tmp_path))
     fake_comfy["cancel_at"] = 2

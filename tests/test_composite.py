@@ -1,4 +1,4 @@
-"""Composite output (polycolor_core/composite.py) and the user-input families (polycolor_core/families.py).
+"""Composite output (polycolor_core/model/composite.py) and the user-input families (polycolor_core/data/families.py).
 
 A "perfect prediction" is the target letterboxed to the model's size: what a model that is right at its own
 resolution outputs. The composite must then give the true polygon at full resolution and leave the rest of
@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polycolor.polycolor_core import families as fam
-from polycolor.polycolor_core.composite import composite, fill_mask, letterbox, unletterbox
-from polycolor.polycolor_core.data import parse_synthetic
-from polycolor.polycolor_core.synthetic import FAMILIES, check_families, make_sample
+from polycolor.polycolor_core.data.datasets import families as fam
+from polycolor.polycolor_core.model.composite import composite, fill_mask, letterbox, unletterbox
+from polycolor.polycolor_core.data.datasets import parse_synthetic
+from polycolor.polycolor_core.data.synthetic import FAMILIES, check_families, make_sample
 
 S = 112  # the cpu-profile m8's working size
 
@@ -185,7 +185,7 @@ def test_same_size_prediction_and_bad_inputs():
 def test_arbitrary_user_images_keep_their_size_and_pixels():
     hypothesis = pytest.importorskip("hypothesis")
     st = pytest.importorskip("hypothesis.strategies")
-    from polycolor.polycolor_core.imageio import coerce_image
+    from polycolor.polycolor_core.data.imageio import coerce_image
 
     @hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
     @hypothesis.given(h=st.integers(3, 300), w=st.integers(3, 300), channels=st.sampled_from([0, 1, 3, 4]),
@@ -278,8 +278,8 @@ def test_antialias_has_intermediate_edge_values():
 def test_family_fill_regions_are_one_solid_polygon_at_every_size(size):
     from scipy import ndimage
 
-    from polycolor.polycolor_core.colours import resolve_colour
-    from polycolor.polycolor_core.synthetic import SyntheticDataset
+    from polycolor.polycolor_core.colour.colours import resolve_colour
+    from polycolor.polycolor_core.data.synthetic import SyntheticDataset
 
     for s in SyntheticDataset(fam.USER_FAMILIES, n=14, seed=4, size=size):
         assert s.input.shape == s.target.shape == (size, size, 3) and s.input.dtype == np.uint8
@@ -290,7 +290,7 @@ def test_family_fill_regions_are_one_solid_polygon_at_every_size(size):
 
 
 def test_finish_raw_is_unsquashed_with_the_composite_mask():
-    from polycolor.polycolor_core.composite import check_output, finish
+    from polycolor.polycolor_core.model.composite import check_output, finish
 
     inp, tgt = fam.render(_drawing(384, 640, width=5.0))
     li, lt, t = _perfect(inp, tgt)
@@ -380,7 +380,7 @@ def _small_polygon(h=900, w=800, at=(560, 220), side=110):
 
 def test_a_polygon_small_in_the_frame_gets_a_second_zoomed_pass():
     from polycolor.export.colorizer import Colorizer
-    from polycolor.polycolor_core.composite import zoom_box
+    from polycolor.polycolor_core.model.composite import zoom_box
 
     inp, tgt = _small_polygon()
     true = _true(inp, tgt)
@@ -400,7 +400,7 @@ def test_a_polygon_small_in_the_frame_gets_a_second_zoomed_pass():
 
 def test_a_polygon_that_fills_the_frame_gets_one_pass_and_a_disagreeing_zoom_is_not_taken():
     from polycolor.export.colorizer import Colorizer
-    from polycolor.polycolor_core.composite import FillMask, adopt_zoom, zoom_box
+    from polycolor.polycolor_core.model.composite import FillMask, adopt_zoom, zoom_box
 
     inp, tgt = fam.render(_drawing(512, 512, width=6.0))
     assert zoom_box(_true(inp, tgt)) is None and zoom_box(np.zeros((8, 8), bool)) is None
@@ -439,8 +439,8 @@ def test_a_model_that_also_smooths_a_dark_noisy_background_is_not_mistaken_for_t
     asked for (``hint``) tells the fill from the cleaned background; without it the background was painted."""
     from scipy import ndimage
 
-    from polycolor.polycolor_core.colours import resolve_colour
-    from polycolor.polycolor_core.composite import finish, letterbox
+    from polycolor.polycolor_core.colour.colours import resolve_colour
+    from polycolor.polycolor_core.model.composite import finish, letterbox
 
     ious = []
     for i in range(4):

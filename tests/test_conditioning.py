@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from polycolor.polycolor_core.conditioning import (ColourToken, attach_colour_token, colour_token_numpy, condition,
+from polycolor.polycolor_core.model.conditioning import (ColourToken, attach_colour_token, colour_token_numpy, condition,
                                                    fourier_features, load_token_weights, model_conditioning,
                                                    resolve_rgbs, token_weights)
-from polycolor.polycolor_core.model import create_model
-from polycolor.polycolor_core.modelinfo import ModelInfo
-from polycolor.polycolor_core.variants import get_variant
+from polycolor.polycolor_core.model.factory import create_model
+from polycolor.polycolor_core.model.modelinfo import ModelInfo
+from polycolor.polycolor_core.model.variants import get_variant
 
 
 def _tiny(dim=32):
@@ -24,7 +24,7 @@ def test_resolve_rgbs_marks_unknown_names():
 
 
 def test_fourier_features_are_smooth_in_colour():
-    from polycolor.polycolor_core.conditioning import N_FREQ
+    from polycolor.polycolor_core.model.conditioning import N_FREQ
 
     f = fourier_features(np.array([[0.5, 0.5, 0.5], [0.52, 0.5, 0.5], [0.9, 0.5, 0.5]], np.float32))
     assert f.shape == (3, 6 + 12 * N_FREQ) and np.allclose(f[0, :3], [0.5, 0.5, 0.5])
@@ -109,8 +109,8 @@ def test_a_token_saved_with_other_frequencies_loads_as_it_was_saved():
 
 
 def test_training_batches_never_hold_a_heldout_name(tmp_path):
-    from polycolor.polycolor_core import palettes as P
-    from polycolor.polycolor_core.trainio import TrainBatches
+    from polycolor.polycolor_core.colour import palettes as P
+    from polycolor.polycolor_core.training.trainio import TrainBatches
 
     batches = TrainBatches("synthetic:pose+shapes+dark", 32, 16, seed=5, augment=False,
                            colours="canonical+css+xkcd+hex", source_size=32)
@@ -124,10 +124,10 @@ def test_training_batches_never_hold_a_heldout_name(tmp_path):
 
 
 def test_checkpoint_round_trips_palette_and_conditioning(tmp_path):
-    from polycolor.polycolor_core import palettes as P
-    from polycolor.polycolor_core.checkpoint import load_checkpoint
-    from polycolor.polycolor_core.modelinfo import ModelInfo
-    from polycolor.polycolor_core.train import TrainConfig, config_from_profile, train
+    from polycolor.polycolor_core.colour import palettes as P
+    from polycolor.polycolor_core.model.checkpoint import load_checkpoint
+    from polycolor.polycolor_core.model.modelinfo import ModelInfo
+    from polycolor.polycolor_core.training.train import TrainConfig, config_from_profile, train
 
     cfg = config_from_profile("m1", "tiny", out=str(tmp_path / "run"), colours="canonical+xkcd+hex",
                               conditioning="text+rgb", data="synthetic:pose")
@@ -145,7 +145,7 @@ def test_checkpoint_round_trips_palette_and_conditioning(tmp_path):
 
 
 def test_palette_warning_names_the_palette():
-    from polycolor.polycolor_core.palettes import palette_warning, recorded_palette
+    from polycolor.polycolor_core.colour.palettes import palette_warning, recorded_palette
 
     study = type("Info", (), {"palette": ("red", "green", "blue", "yellow", "cyan", "magenta", "purple", "orange"),
                               "colours": "", "conditioning": "text"})()
@@ -167,7 +167,7 @@ WIDE = "canonical+xkcd+hex"
 
 @pytest.fixture(scope="module", params=["text+rgb", "text+rgb+film"])
 def rgb_checkpoint(request, tmp_path_factory, checkpoint_factory):
-    from polycolor.polycolor_core.palettes import recorded_palette
+    from polycolor.polycolor_core.colour.palettes import recorded_palette
 
     def edit(model):
         attach_colour_token(model, request.param)
@@ -217,7 +217,7 @@ def test_onnx_export_carries_the_token_and_a_table_only_export_refuses_unknown_n
     pytest.importorskip("onnxruntime")
     from polycolor.export.colorizer import Colorizer
     from polycolor.export.onnx_export import export_model
-    from polycolor.polycolor_core.colours import UnknownColourError
+    from polycolor.polycolor_core.colour.colours import UnknownColourError
 
     out = export_model(rgb_checkpoint, tmp_path / "exp")  # parity-checked with the [B, L+1, D] conditioning
     assert (out / "colour_token.safetensors").is_file()
@@ -301,8 +301,8 @@ class _Recorder:
 
 
 def test_prompt_template_is_what_the_encoder_reads_and_bad_templates_are_refused():
-    from polycolor.polycolor_core.text import CachedTextEncoder
-    from polycolor.polycolor_core.textspec import check_template, prompt_text
+    from polycolor.polycolor_core.model.text import CachedTextEncoder
+    from polycolor.polycolor_core.model.textspec import check_template, prompt_text
 
     rec = _Recorder()
     emb = CachedTextEncoder(rec, template="sentence")
@@ -318,8 +318,8 @@ def test_prompt_template_is_what_the_encoder_reads_and_bad_templates_are_refused
 
 def test_prompt_template_round_trips_through_the_checkpoint_and_the_colorizer(tmp_path):
     from polycolor.export.colorizer import Colorizer
-    from polycolor.polycolor_core.modelinfo import ModelInfo
-    from polycolor.polycolor_core.train import TrainConfig, config_from_profile, train
+    from polycolor.polycolor_core.model.modelinfo import ModelInfo
+    from polycolor.polycolor_core.training.train import TrainConfig, config_from_profile, train
 
     cfg = config_from_profile("m1", "tiny", out=str(tmp_path / "run"), prompt_template="sentence")
     assert cfg.prompt_template == "a polygon filled with {}"
@@ -341,7 +341,7 @@ def test_onnx_colour_table_holds_the_templated_embeddings(tmp_path, checkpoint_f
     pytest.importorskip("onnxruntime")
     from polycolor.export.colour_table import load_colour_table
     from polycolor.export.onnx_export import export_model
-    from polycolor.polycolor_core.text import TinyRandomTextEncoder
+    from polycolor.polycolor_core.model.text import TinyRandomTextEncoder
 
     ck = checkpoint_factory(tmp_path / "ck", train_config={"variant": "m1", "prompt_template": "a polygon filled with {}"})
     out = export_model(ck, tmp_path / "exp")
@@ -352,7 +352,7 @@ def test_onnx_colour_table_holds_the_templated_embeddings(tmp_path, checkpoint_f
 
 
 def test_new_training_defaults_to_film_and_the_study_keeps_text():
-    from polycolor.polycolor_core.trainconfig import TrainConfig, config_from_profile
+    from polycolor.polycolor_core.training.trainconfig import TrainConfig, config_from_profile
 
     assert TrainConfig(variant="m8").conditioning == "text+rgb+film"  # what measured best (issue 16)
     assert all(config_from_profile(m, "report").conditioning == "text" for m in ("m1", "m5", "m8"))  # the study

@@ -79,8 +79,8 @@ def _check_metrics(path: Path, epochs: int) -> None:
 
 
 def _all_checkpoints_load(root: Path) -> list[Path]:
-    from polycolor.polycolor_core.checkpoint import load_checkpoint, load_training_state
-    from polycolor.polycolor_core.modelinfo import ModelInfo
+    from polycolor.polycolor_core.model.checkpoint import load_checkpoint, load_training_state
+    from polycolor.polycolor_core.model.modelinfo import ModelInfo
 
     found = sorted(p for p in root.rglob("checkpoint") if p.is_dir())
     for ckpt in found:
@@ -132,7 +132,7 @@ def test_train_killed_ten_times_resumes_to_the_same_weights(tmp_path):
         _check_metrics(folder / "metrics.jsonl", EPOCHS)
     assert [p.name for p in _all_checkpoints_load(run)] == ["checkpoint"]  # no .tmp/.old left behind either
     assert not list(run.glob("checkpoint.*")) and not (run / ".polycolor.lock").exists()
-    from polycolor.polycolor_core.modelinfo import ModelInfo
+    from polycolor.polycolor_core.model.modelinfo import ModelInfo
 
     info = ModelInfo.read(ckpt)
     assert info.finished and info.meta["epoch"] == EPOCHS
@@ -143,8 +143,8 @@ def test_train_killed_ten_times_resumes_to_the_same_weights(tmp_path):
 
 def test_trim_metrics_on_resume_without_a_checkpoint(tmp_path):
     """Killed after the first epoch's row, before its checkpoint: --resume starts over and logs that epoch once."""
-    from polycolor.polycolor_core.checkpoint import recover_dir_swap
-    from polycolor.polycolor_core.train import trim_metrics
+    from polycolor.polycolor_core.model.checkpoint import recover_dir_swap
+    from polycolor.polycolor_core.training.train import trim_metrics
 
     log = tmp_path / "metrics.jsonl"
     log.write_text(json.dumps({"epoch": 1, "step": 2}) + "\n" + '{"epoch": 2, "st')

@@ -13,9 +13,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from polycolor.polycolor_core import augment, colours, data, families, shapes, synthetic
-from polycolor.polycolor_core.colours import CANONICAL_COLOURS, UnknownColourError, resolve_colour
-from polycolor.polycolor_core.data import DataError, Sample
+from polycolor.polycolor_core.data.datasets import augment
+
+from polycolor.polycolor_core.colour import colours
+
+from polycolor.polycolor_core.data.datasets import datasets as data
+
+from polycolor.polycolor_core.data.datasets import families
+
+from polycolor.polycolor_core.data.datasets import shapes
+
+from polycolor.polycolor_core.data.datasets import synthetic
+from polycolor.polycolor_core.colour.colours import CANONICAL_COLOURS, UnknownColourError, resolve_colour
+from polycolor.polycolor_core.data.datasets import DataError, Sample
 
 AYNA = Path(__file__).resolve().parents[1].parent / "shared/data/ayna"
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)

@@ -326,7 +326,7 @@ def test_lpips_scorer_with_real_weights_matches_the_core_loader(real_lpips):
     """The scorer wraps the core's loader: same weights, same distances, and it says where they came from."""
     import torch
 
-    from polycolor.polycolor_core.lpips_loader import lpips_distance, lpips_source
+    from polycolor.polycolor_core.training.lpips_loader import lpips_distance, lpips_source
 
     core = real_lpips("alex")  # skipped offline (conftest's real_lpips)
     scorer = LpipsScorer(device="cpu")

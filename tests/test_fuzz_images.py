@@ -20,7 +20,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
-from polycolor.polycolor_core.imageio import ImageInputError, coerce_image, load_image
+from polycolor.polycolor_core.data.imageio import ImageInputError, coerce_image, load_image
 
 FORMATS = {"PNG": ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"), "JPEG": ("L", "RGB", "CMYK"),
            "GIF": ("L", "P"), "BMP": ("1", "L", "P", "RGB"), "TIFF": ("1", "L", "RGB", "RGBA", "CMYK", "I", "F"),

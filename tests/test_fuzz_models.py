@@ -17,9 +17,9 @@ from _fuzz import FUZZ, json_values, outcome, snapshot
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from polycolor.polycolor_core.checkpoint import (CheckpointError, load_checkpoint, load_training_state,
+from polycolor.polycolor_core.model.checkpoint import (CheckpointError, load_checkpoint, load_training_state,
                                                  restore_training_state)
-from polycolor.polycolor_core.modelinfo import ModelFolderError, ModelInfo
+from polycolor.polycolor_core.model.modelinfo import ModelFolderError, ModelInfo
 
 
 @pytest.fixture(autouse=True)
@@ -149,7 +149,7 @@ def test_training_state_json(base_checkpoint, content):
 
 def _manifest_base() -> dict:
     from polycolor.export.config import MANIFEST_KEYS, MANIFEST_VERSION, NORMALISATION
-    from polycolor.polycolor_core.modelinfo import EXPORT_FORMAT
+    from polycolor.polycolor_core.model.modelinfo import EXPORT_FORMAT
 
     values = {str: "x", int: 32, dict: {}, list: [], bool: False}
     m = {k: values[types[0]] for k, (types, _) in MANIFEST_KEYS.items()}

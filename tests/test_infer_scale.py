@@ -29,7 +29,7 @@ from PIL import Image
 
 from polycolor.export.infer import colorize_dataset
 from polycolor.export.outputs import MANIFEST_FILE, PARTS_DIR
-from polycolor.polycolor_core.synthetic import SyntheticDataset
+from polycolor.polycolor_core.data.synthetic import SyntheticDataset
 
 N = 20
 BATCH = 5

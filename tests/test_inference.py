@@ -20,10 +20,10 @@ from PIL import Image
 from polycolor.export.colorizer import Colorizer, default_bf16
 from polycolor.export.infer import colorize_dataset
 from polycolor.export.onnx_export import export_model
-from polycolor.polycolor_core.colours import UnknownColourError
-from polycolor.polycolor_core import precision
-from polycolor.polycolor_core.imageio import ImageInputError
-from polycolor.polycolor_core.synthetic import SyntheticDataset
+from polycolor.polycolor_core.colour.colours import UnknownColourError
+from polycolor.polycolor_core.runtime import precision
+from polycolor.polycolor_core.data.imageio import ImageInputError
+from polycolor.polycolor_core.data.synthetic import SyntheticDataset
 
 SIZE = 32
 AYNA = Path(__file__).resolve().parents[1].parent / "shared/data/ayna"

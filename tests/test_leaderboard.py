@@ -23,7 +23,7 @@ from PIL import Image
 from polycolor.eval import heldout, models, report, schema, scoring
 from polycolor.eval import leaderboard as L
 from polycolor.eval.cli import main
-from polycolor.polycolor_core.variants import get_variant
+from polycolor.polycolor_core.model.variants import get_variant
 
 AYNA_VAL = Path(__file__).resolve().parents[1].parent / "shared/data/ayna/validation"
 N, SIZE = 8, 32
@@ -211,7 +211,7 @@ def test_bad_data_is_a_usage_error(runs, tmp_path):
 
 
 def test_user_families_are_scored_at_their_own_size(runs, tmp_path):
-    from polycolor.polycolor_core.families import USER_FAMILIES
+    from polycolor.polycolor_core.data.families import USER_FAMILIES
 
     res = invoke("--models", "m2", "--runs", str(runs), "--n", "4", "--size", str(SIZE), "--lpips", "off",
                  "--user-families", "1", "--no-reference", "--json", str(tmp_path / "f.json"),
@@ -281,7 +281,7 @@ def test_python_api_ranks_by_every_metric(lb):
 def test_oracle_model_ranks_first(runs, monkeypatch):
     """A colorizer that paints like the flood fill must rank first by de_polygon (monkeypatched m2)."""
     from polycolor.eval.baseline import flood_fill_colorize
-    from polycolor.polycolor_core.colours import resolve_colour
+    from polycolor.polycolor_core.colour.colours import resolve_colour
     from polycolor.export.colorizer import ColorizeResult
 
     real = models.load_colorizer

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polycolor.polycolor_core.imageio import ImageInputError, coerce_batch, coerce_image, load_image
+from polycolor.polycolor_core.data.imageio import ImageInputError, coerce_batch, coerce_image, load_image
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
@@ -43,7 +43,7 @@ def test_refused_before_allocating(tmp_path):
     """In a fresh process the refusal costs no more memory than importing the package (a decoded 20000x20000 RGB
     image alone is 1.2 GB)."""
     bomb = _png_header_only(tmp_path / "bomb.png", 20000, 20000)
-    code = ("import resource, sys; from polycolor.polycolor_core.imageio import load_image, ImageInputError\n"
+    code = ("import resource, sys; from polycolor.polycolor_core.data.imageio import load_image, ImageInputError\n"
             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "try:\n    load_image(sys.argv[1])\nexcept ImageInputError:\n    pass\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from polycolor.polycolor_core import losses
-from polycolor.polycolor_core.variants import ALL_FOUR, MSE_ONLY, LossWeights
+from polycolor.polycolor_core.training import losses
+from polycolor.polycolor_core.model.variants import ALL_FOUR, MSE_ONLY, LossWeights
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,8 @@ def test_missing_lpips_weights_message(monkeypatch, tmp_path):
 
 def test_m2_loss_differs_from_m1_on_the_same_batch(real_lpips):
     """m2 = m1's MSE + 0.5 LPIPS: with the real weights (conftest's real_lpips) the loss differs by exactly that."""
-    from polycolor.polycolor_core.train import TrainConfig, resolve_lpips
-    from polycolor.polycolor_core.variants import get_variant
+    from polycolor.polycolor_core.training.train import TrainConfig, resolve_lpips
+    from polycolor.polycolor_core.model.variants import get_variant
 
     real_lpips("alex")  # the weights are there (or the test is skipped offline)
     m1, m2 = get_variant("m1"), get_variant("m2")

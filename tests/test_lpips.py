@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from polycolor.polycolor_core import lpips_loader, lpips_weights
-from polycolor.polycolor_core.lpips_weights import NumpyOnlyUnpickler, read_flax_checkpoint
+from polycolor.polycolor_core.training import lpips_loader
+
+from polycolor.polycolor_core.training import lpips_weights
+from polycolor.polycolor_core.training.lpips_weights import NumpyOnlyUnpickler, read_flax_checkpoint
 
 
 # --- the restricted unpickler -------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from polycolor.polycolor_core import palettes as P
-from polycolor.polycolor_core.colours import UnknownColourError, colour_key, resolve_colour
+from polycolor.polycolor_core.colour import palettes as P
+from polycolor.polycolor_core.colour.colours import UnknownColourError, colour_key, resolve_colour
 
 
 def test_parts_load_with_their_counts():
@@ -70,7 +70,7 @@ def test_draws_cover_every_part_and_never_a_heldout_name():
 
 
 def test_palette_dataset_is_deterministic_and_draws_from_the_palette():
-    from polycolor.polycolor_core.synthetic import SyntheticDataset
+    from polycolor.polycolor_core.data.synthetic import SyntheticDataset
 
     ds = P.PaletteDataset(SyntheticDataset("canonical+pose", n=40, size=32), "xkcd")
     again = P.PaletteDataset(SyntheticDataset("canonical+pose", n=40, size=32), "xkcd")

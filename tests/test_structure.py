@@ -83,7 +83,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_walker_sees_relative_imports():
     graph = _graph(_files())
-    assert "polycolor_core.modelinfo" in graph["polycolor_core.checkpoint"]
+    assert "polycolor_core.model.modelinfo" in graph["polycolor_core.model.checkpoint"]
     assert "export.colorizer" in graph[""]  # the root's lazy Colorizer import counts
 
 

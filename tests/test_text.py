@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from polycolor.polycolor_core import text
+from polycolor.polycolor_core.model.factory import text
 
 
 def test_tiny_random_is_deterministic_and_named_as_a_test_encoder():
@@ -48,7 +48,7 @@ def test_unknown_encoder_name_lists_choices():
 
 def test_clip_offline_fails_fast_and_names_the_offline_choice(monkeypatch, tmp_path):
     monkeypatch.setattr(text, "_load_clip", text._load_clip)  # the real loader
-    import polycolor.polycolor_core.hub as hub
+    import polycolor.polycolor_core.model.hub as hub
 
     hub.hub_reachable.cache_clear()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -88,8 +88,8 @@ def test_text_dim_without_weights():
 def test_colour_key_is_the_one_normal_form_of_every_cache_and_table():
     import numpy as np
 
-    from polycolor.polycolor_core.colours import colour_key
-    from polycolor.polycolor_core.text import CachedTextEncoder, TinyRandomTextEncoder
+    from polycolor.polycolor_core.colour.colours import colour_key
+    from polycolor.polycolor_core.model.text import CachedTextEncoder, TinyRandomTextEncoder
 
     assert colour_key("light-blue") == colour_key("Light Blue") == colour_key("lightblue") == colour_key(" LIGHT_blue ")
     assert colour_key("#12AB34") == "#12ab34"

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from polycolor.polycolor_core import checkpoint as ck
-from polycolor.polycolor_core.model import create_model
-from polycolor.polycolor_core.text import TinyRandomTextEncoder
-from polycolor.polycolor_core.train import (TrainConfig, config_from_profile, is_finished, loss_weights_at,
+from polycolor.polycolor_core.model.factory import checkpoint as ck
+from polycolor.polycolor_core.model.factory import create_model
+from polycolor.polycolor_core.model.text import TinyRandomTextEncoder
+from polycolor.polycolor_core.training.train import (TrainConfig, config_from_profile, is_finished, loss_weights_at,
                                             lr_multiplier, parse_size_schedule, stage_bounds, train, warmup_cosine)
-from polycolor.polycolor_core.variants import ALL_FOUR, MSE_ONLY, VARIANTS, get_variant
+from polycolor.polycolor_core.model.variants import ALL_FOUR, MSE_ONLY, VARIANTS, get_variant
 
 
 def tiny_cfg(tmp_path, variant="m1", **kw):
@@ -133,7 +133,7 @@ def test_progressive_training_changes_size_and_resumes_exactly(tmp_path):
 
 def test_initial_weights_do_not_depend_on_lpips_loading(tmp_path, monkeypatch):
     """Building LPIPS (or failing to, offline) draws from the global RNG; the model's initial weights must not."""
-    import polycolor.polycolor_core.train as T
+    import polycolor.polycolor_core.training.train as T
 
     first = {}
     train(tiny_cfg(tmp_path / "a", epochs=1, samples_per_epoch=4), progress=False,
@@ -307,7 +307,7 @@ def test_resume_keeps_the_runs_saved_schedule(tmp_path):
 
 DDP_SCRIPT = """
 import hashlib, sys, torch
-from polycolor.polycolor_core.train import config_from_profile, train
+from polycolor.polycolor_core.training.train import config_from_profile, train
 cfg = config_from_profile("m1", "tiny", out=sys.argv[1], epochs=1, samples_per_epoch=16, augment=False)
 r = train(cfg, progress=False)
 rank = torch.distributed.get_rank()
@@ -343,8 +343,8 @@ def test_ddp_two_processes_on_cpu_keep_the_same_weights(tmp_path):
 # --- one data-spec parser, one model-folder reader -----------------------------------------------------------
 
 def test_synthetic_spec_options_reach_the_training_batches(tmp_path):
-    from polycolor.polycolor_core.modelinfo import ModelInfo
-    from polycolor.polycolor_core.trainio import TrainBatches, ValidationSet
+    from polycolor.polycolor_core.model.modelinfo import ModelInfo
+    from polycolor.polycolor_core.training.trainio import TrainBatches, ValidationSet
 
     batches = TrainBatches("synthetic:canonical?colours=teal", 32, 4, seed=0, augment=False)
     for step in range(3):
@@ -359,7 +359,7 @@ def test_synthetic_spec_options_reach_the_training_batches(tmp_path):
 
 
 def test_model_info_reads_run_checkpoint_and_file_paths_alike(tmp_path, bf16_decision):
-    from polycolor.polycolor_core.modelinfo import SHARED_KEYS, ModelInfo
+    from polycolor.polycolor_core.model.modelinfo import SHARED_KEYS, ModelInfo
 
     cfg = tiny_cfg(tmp_path, epochs=1, samples_per_epoch=8)
     train(cfg, progress=False)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from polycolor.polycolor_core.model import count_parameters, create_model, unet_config
-from polycolor.polycolor_core.variants import VARIANTS, UnknownVariantError, Variant, get_variant
+from polycolor.polycolor_core.model.factory import count_parameters, create_model, unet_config
+from polycolor.polycolor_core.model.variants import VARIANTS, UnknownVariantError, Variant, get_variant
 
 NAMES = sorted(VARIANTS)
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .lpips_loader import LpipsUnavailable, load_lpips, lpips_distance, lpips_help
-from .variants import LossWeights
+from ..model.variants import LossWeights
 
 __all__ = ["LpipsUnavailable", "load_lpips", "lpips_help", "mse_term", "lpips_term", "ssim_term", "rgb_to_lab",
            "colour_term", "composite_loss"]

@@ -36,9 +36,9 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .atomic import write_json_atomic
-from .cache import cache_dir, read_entries
-from .precision import autotune_budget_s, autotune_enabled, check_precision, cpu_description, machine_key, native_bf16
+from ..runtime.atomic import write_json_atomic
+from ..runtime.cache import cache_dir, read_entries
+from ..runtime.precision import autotune_budget_s, autotune_enabled, check_precision, cpu_description, machine_key, native_bf16
 
 log = logging.getLogger("polycolor")
 

@@ -43,8 +43,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .colours import UnknownColourError, resolve_colour
-from .palettes import CONDITIONINGS, uses_rgb
+from ..colour.colours import UnknownColourError, resolve_colour
+from ..colour.palettes import CONDITIONINGS, uses_rgb
 
 __all__ = ["CONDITIONINGS", "TOKEN_PREFIX", "ColourToken", "resolve_rgbs", "fourier_features", "attach_colour_token",
            "condition", "token_weights", "load_token_weights", "colour_token_numpy", "model_conditioning",

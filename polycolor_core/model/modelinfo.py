@@ -75,8 +75,8 @@ def shared_fields(variant: Variant, text_encoder, image_size: int, *, step: int 
                   lpips_dropped: bool = False, lpips_note: str = "", lpips_source: str | None = None,
                   package_version: str = "") -> dict:
     """The ``SHARED_KEYS`` block, ready to merge into a config.json or a manifest.json."""
-    from . import __version__
-    from .colours import CANONICAL_COLOURS
+    from .. import __version__
+    from ..colour.colours import CANONICAL_COLOURS
 
     te = dict(text_encoder) if isinstance(text_encoder, dict) else dataclasses.asdict(text_encoder)
     return {
@@ -286,7 +286,7 @@ class ModelInfo:
         name = meta["variant"] if isinstance(meta.get("variant"), str) else (
             variant.name if variant else str((variant_dict or {}).get("name", "")))
         train_config = get("train_config") or {}
-        from .colours import CANONICAL_COLOURS
+        from ..colour.colours import CANONICAL_COLOURS
 
         palette = get("palette") or _palette_of(train_config.get("data", "")) or list(CANONICAL_COLOURS)
         step = get("step")
@@ -332,7 +332,7 @@ class ModelInfo:
 
 def _palette_of(data_spec: str) -> list[str] | None:
     """The colours a data spec names (``synthetic:...?colours=a,b``), None when it names none."""
-    from .data import spec_colours
+    from ..data.datasets import spec_colours
 
     try:
         return spec_colours(data_spec)

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .augment import PairedAugment
-from .data import Sample, load_data, parse_synthetic
-from .imageio import resize_image
+from ..data.augment import PairedAugment
+from ..data.datasets import Sample, load_data, parse_synthetic
+from ..data.imageio import resize_image
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -48,7 +48,7 @@ class TrainBatches:
             self.synthetic = syn.dataset(n=2**31 - 1, seed=syn.seed if "seed" in syn.given else seed,
                                          size=syn.size if "size" in syn.given else source_size)
             if colours:  # a training palette (--colours): names drawn per sample, held-out names never
-                from .palettes import PaletteDataset
+                from ..colour.palettes import PaletteDataset
 
                 self.synthetic = PaletteDataset(self.synthetic, colours)
             self.samples = None

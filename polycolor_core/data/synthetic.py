@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import shapes as _shapes
-from .colours import is_canonical, palette
+from ..colour.colours import is_canonical, palette
 from .families import USER_FAMILIES, make_family_sample
 from .sample import Sample
 

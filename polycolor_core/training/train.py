@@ -22,21 +22,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import write_text_atomic
-from .checkpoint import build_meta, load_checkpoint, recover_dir_swap, restore_training_state, save_checkpoint
-from .devices import dist_info, resolve_device, setup_distributed
-from .folderlock import folder_lock
+from ..runtime.atomic import write_text_atomic
+from ..model.checkpoint import build_meta, load_checkpoint, recover_dir_swap, restore_training_state, save_checkpoint
+from ..runtime.devices import dist_info, resolve_device, setup_distributed
+from ..runtime.folderlock import folder_lock
 from .losses import LpipsUnavailable, composite_loss, load_lpips, rgb_to_lab
-from .conditioning import attach_colour_token, condition
+from ..model.conditioning import attach_colour_token, condition
 from .lpips_loader import lpips_source
-from .model import create_model
-from .palettes import recorded_palette
-from .modelinfo import ModelInfo
+from ..model.factory import create_model
+from ..colour.palettes import recorded_palette
+from ..model.modelinfo import ModelInfo
 from .training_precision import PrecisionChoice, StepTimer, choose, cost_key
-from .text import CachedTextEncoder, get_text_encoder
+from ..model.text import CachedTextEncoder, get_text_encoder
 from .trainconfig import TrainConfig, config_from_profile, parse_size_schedule  # noqa: F401 (re-exported)
 from .trainio import TrainBatches, ValidationSet, images_to_tensor, save_sample_grid
-from .variants import LossWeights, get_variant
+from ..model.variants import LossWeights, get_variant
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_frac: float = 0.1, min_ratio: float = 0.0) -> float:

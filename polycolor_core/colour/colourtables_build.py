@@ -1,4 +1,4 @@
-"""Regenerate ``colourtables.json`` from an installed matplotlib: ``python -m polycolor.polycolor_core.colourtables_build``.
+"""Regenerate ``colourtables.json`` from an installed matplotlib: ``python -m polycolor.polycolor_core.colour.colourtables_build``.
 
 Development only (matplotlib is a dependency of the full install, not of ComfyUI's Python); the run-time reader
 is ``colourtables.py``, which never imports this module.
@@ -21,7 +21,7 @@ def from_matplotlib() -> dict:
 
 def write_tables(path: str | Path = TABLES_FILE) -> Path:
     """Write matplotlib's tables to ``path`` (atomically); the pairs are kept as lists so the order survives."""
-    from .atomic import write_text_atomic
+    from ..runtime.atomic import write_text_atomic
 
     tables = from_matplotlib()
     def pairs(table: dict) -> str:  # one [name, hex] per line: readable diffs when matplotlib's tables change

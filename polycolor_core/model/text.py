@@ -206,7 +206,7 @@ class CachedTextEncoder:
     def __init__(self, encoder=None, table: dict | None = None, hint: str = "", template: str = "{}"):
         import numpy as np
 
-        from .colours import colour_key
+        from ..colour.colours import colour_key
 
         self.encoder = encoder
         self.names = list(table or {})  # the table's names as stored (for messages)
@@ -225,7 +225,7 @@ class CachedTextEncoder:
         """float32 numpy [L, D] per prompt, encoding each new key once."""
         import numpy as np
 
-        from .colours import UnknownColourError, colour_key
+        from ..colour.colours import UnknownColourError, colour_key
 
         keys = [colour_key(p) for p in prompts]
         text: dict[str, str] = {}  # key -> the spelling encoded: the first one asked for, lower-cased

@@ -203,7 +203,7 @@ class PaletteDataset:
         return self.n
 
     def __getitem__(self, index: int):
-        from .synthetic import _sample_at
+        from ..data.synthetic import _sample_at
 
         i = int(index)
         name, _ = self.palette.draw(np.random.default_rng([self.seed, i, 0xC0102]))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .colours import UnknownColourError, resolve_colour
+from ..colour.colours import UnknownColourError, resolve_colour
 from .imageio import ImageInputError, load_image, pil_to_rgb
 
 __all__ = ["Sample", "DataError"]

@@ -171,7 +171,7 @@ def _open_hf(spec: str, split: str):
                 f"for the original data.json layout use 'folder:{p}'"
             ) from e
         return _pick_split(dd, split, str(p)), p
-    from .hub import hub_reachable
+    from ..model.hub import hub_reachable
 
     try:
         if not hub_reachable():

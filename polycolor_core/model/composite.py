@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from .imageio import resize_image
+from ..data.imageio import resize_image
 
 __all__ = ["Letterbox", "letterbox", "unletterbox", "border_colour", "model_mask", "ink_mask", "snap_to_outline",
            "fill_mask", "composite", "paint", "Composite", "FillMask", "Snap", "zoom_box", "adopt_zoom", "OUTPUTS",
@@ -113,7 +113,7 @@ def unletterbox(square: np.ndarray, t: Letterbox) -> np.ndarray:
 
 
 def _lab(img: np.ndarray) -> np.ndarray:
-    from .colours import srgb_to_lab  # no scikit-image at run time: ComfyUI's Python has none
+    from ..colour.colours import srgb_to_lab  # no scikit-image at run time: ComfyUI's Python has none
 
     return srgb_to_lab(np.asarray(img, np.float32) / np.float32(255.0))
 

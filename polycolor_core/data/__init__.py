@@ -1,0 +1,1 @@
+"""polycolor_core.data: What the models learn from and what users bring: the synthetic generator and its families, the original folder layout and Hugging Face datasets, paired augmentation, and safe image reading."""

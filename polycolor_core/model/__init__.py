@@ -1,0 +1,1 @@
+"""polycolor_core.model: The model: the variant registry, the one factory, text encoders and conditioning, checkpoints and the one model-folder reader, and compositing the fill into the user's image."""
