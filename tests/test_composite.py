@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polycolor.polycolor_core.data.datasets import families as fam
+from polycolor.polycolor_core.data import families as fam
 from polycolor.polycolor_core.model.composite import composite, fill_mask, letterbox, unletterbox
 from polycolor.polycolor_core.data.datasets import parse_synthetic
 from polycolor.polycolor_core.data.synthetic import FAMILIES, check_families, make_sample

@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from polycolor.polycolor_core.data.datasets import augment
+from polycolor.polycolor_core.data import augment
 
 from polycolor.polycolor_core.colour import colours
 
-from polycolor.polycolor_core.data.datasets import datasets as data
+from polycolor.polycolor_core.data import datasets as data
 
-from polycolor.polycolor_core.data.datasets import families
+from polycolor.polycolor_core.data import families
 
-from polycolor.polycolor_core.data.datasets import shapes
+from polycolor.polycolor_core.data import shapes
 
-from polycolor.polycolor_core.data.datasets import synthetic
+from polycolor.polycolor_core.data import synthetic
 from polycolor.polycolor_core.colour.colours import CANONICAL_COLOURS, UnknownColourError, resolve_colour
 from polycolor.polycolor_core.data.datasets import DataError, Sample
 

@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from polycolor.polycolor_core.model.factory import text
+from polycolor.polycolor_core.model import text
 
 
 def test_tiny_random_is_deterministic_and_named_as_a_test_encoder():

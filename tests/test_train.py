@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from polycolor.polycolor_core.model.factory import checkpoint as ck
+from polycolor.polycolor_core.model import checkpoint as ck
 from polycolor.polycolor_core.model.factory import create_model
 from polycolor.polycolor_core.model.text import TinyRandomTextEncoder
 from polycolor.polycolor_core.training.train import (TrainConfig, config_from_profile, is_finished, loss_weights_at,
