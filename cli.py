@@ -279,7 +279,7 @@ def infer(model: Path, data_path: str, out: Path, colour, backend, device, preci
 
 @main.command(context_settings=CONTEXT)
 @click.option("--profile", default="cpu", show_default=True,
-              help="cpu: the study reproduced on 2 CPU cores (~40 min without native bf16); demo: a 10-minute tour "
+              help="cpu: the study reproduced on 2 CPU cores (~45 min without native bf16); demo: a 10-minute tour "
                    "that ranks nothing; report: the study's own schedule (GPU); tiny: tests.")
 @click.option("--out", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder [default: reproduce-PROFILE].")

@@ -8,7 +8,7 @@ backgrounds work); and **m8-everyday**, the model the run leaves behind for dail
 the same: every family, the wide palette, RGB token + FiLM). Each run's settings: the profile's shared ``train``,
 then the run's own, then the profile's overrides for that run name (:func:`run_settings`).
 
-- ``cpu``     the default: the study reproduced on 2 CPU cores (~40 min where bf16 is not native). m1-m7 and
+- ``cpu``     the default: the study reproduced on 2 CPU cores (44.5 min on a 2-core Xeon without native bf16). m1-m7 and
               m8-study get 800 generated pairs per epoch (batch 4: 200 steps per epoch; the study's 5/10/15 epochs
               are 1000/2000/3000 steps) at 32 px, lr 1e-3 (m5, twice as wide and deep: 5e-4), SSIM and LPIPS ramped
               in over the first half, precision ``auto`` (per model the faster of fp32 and native bf16, timed once
@@ -16,6 +16,10 @@ then the run's own, then the profile's overrides for that run name (:func:`run_s
               Measured (issue 24, one process, one thread, 96 held-out images, raw output, all families, in-polygon
               dE00): m1 12.56 after 250 steps -> 5.36 after 1000; m3 10.65 -> 4.95; m4 21.36 -> 4.69. At 250 steps
               the ablation sits on its plateau and ranks noise; at 1000 the study's order appears.
+              This schedule, seed 0, from a fresh clone on a 2-core Xeon without native bf16 (fp32), 44.5 min: raw
+              in-polygon dE00 m1 5.08, m2 5.52, m3 5.12, m4 7.61, m5 3.38, m6 3.32, m7 2.98, m8-study 2.78,
+              m4-nodark 4.64 (m4's LAB-L1 term, in raw LAB units, dominates its loss on the dark noisy backgrounds:
+              loss 1.49 vs m4-nodark's 0.20 after 1000 steps).
               m8-everyday: 750 steps (the study's 15 epochs of 200 pairs), 72% at 32 px and the rest at 64 px, on
               every data family (dark drawn twice), on canonical+xkcd+hex colours with the RGB token and FiLM.
 - ``demo``    the 10-minute tour (stop 11 to 23's default): the same runs at 48 pairs per epoch (60-180 steps). **It
@@ -86,7 +90,7 @@ _CPU_TRAIN = dict(image_size=32, batch_size=4, lr=1e-3, epoch_scale=1.0, samples
 PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         "cpu",
-        "the study reproduced on 2 CPU cores (~40 min without native bf16): m1-m7 and the study's m8 at 800 pairs per "
+        "the study reproduced on 2 CPU cores (~45 min without native bf16): m1-m7 and the study's m8 at 800 pairs per "
         "epoch (the study's 5/10/15 epochs = 1000/2000/3000 steps of 4) at 32 px, lr 1e-3 (m5: 5e-4), SSIM and LPIPS "
         "ramped in over the first half, precision auto, LPIPS if available; m4 without the dark family (claim 8); "
         "m8-everyday 750 steps at 32 -> 64 px on every family and the wide palette",
