@@ -6,8 +6,9 @@
   in ``checkpoint.atomic_dir_write``), and resumed with ``--resume`` each time. The run must finish, every
   checkpoint on disk must load, ``metrics.jsonl`` must hold one row per epoch, and the final weights must equal an
   uninterrupted run's bit for bit.
-- ``polycolor reproduce`` (tiny) is killed and rerun: finished models are not retrained (their checkpoint files keep
-  their bytes and mtimes) and the report equals an uninterrupted run's apart from timings. It goes through the CLI
+- ``polycolor reproduce`` (tiny, two models x five seeds) is killed 10 times at seeded moments (during training, just
+  after a run finished, and while scoring and writing the report) and rerun: finished runs are not retrained (their
+  checkpoint files keep their bytes and mtimes) and the report equals an uninterrupted run's apart from timings. It goes through the CLI
   only and finds run folders by their ``checkpoint/`` folders, so it does not depend on reproduce's folder layout.
 """
 
@@ -159,7 +160,9 @@ def test_trim_metrics_on_resume_without_a_checkpoint(tmp_path):
 
 # --- polycolor reproduce ---------------------------------------------------------------------------------------
 
-REPRODUCE = ["reproduce", "--profile", "tiny", "--models", "m1,m2", "--jobs", "1", "--precision", "fp32"]
+REPRODUCE = ["reproduce", "--profile", "tiny", "--models", "m1,m2", "--seeds", "0,1,2,3,4", "--jobs", "1",
+             "--precision", "fp32"]  # 10 runs of a few seconds each, trained one after another
+RUNS = 10
 TIMING = ("second", "time", "wall", "elapsed", "created", "per_s", "rate", "speed", "duration")
 
 
@@ -186,30 +189,41 @@ def _finished_runs(out: Path) -> dict[Path, dict[str, tuple[int, bytes]]]:
     return done
 
 
-def test_reproduce_killed_and_rerun_redoes_nothing_finished(tmp_path):
+def test_reproduce_killed_ten_times_and_rerun_redoes_nothing_finished(tmp_path):
     rng = random.Random(2026)
     ref_out, out = tmp_path / "uninterrupted", tmp_path / "killed"
     ref = _start([*REPRODUCE, "--out", str(ref_out)], tmp_path / "ref.log")
     log = tmp_path / "killed.log"
     seen: dict[Path, dict] = {}
-    # kill 1: a random moment after the first model has finished (the second one training);
-    # kill 2: a random moment after both have finished (scoring / writing the report)
-    for need in (1, 2):
+    phases = []
+    # Each start is killed at a seeded random moment: while runs remain, 0-0.4 s after this start has finished one
+    # more run (the next one training, or its checkpoint being written); once all ten are finished, 0-1.5 s into
+    # scoring and writing the report.
+    for kill in range(KILLS):
+        before = len(_finished_runs(out))
+        scorings = log.read_text().count("scoring on held-out shapes") if log.exists() else 0
         proc = _start([*REPRODUCE, "--out", str(out)], log)
-        assert _wait_for(proc, lambda: len(_finished_runs(out)) >= need, timeout=300), log.read_text()[-3000:]
-        time.sleep(rng.uniform(0.0, 1.0))
-        if proc.poll() is not None:
-            pytest.fail(f"reproduce ended before kill {need}:\n{log.read_text()[-3000:]}")
+        if before < RUNS:
+            reached = _wait_for(proc, lambda: len(_finished_runs(out)) > before, timeout=300)
+            delay, phase = rng.uniform(0.0, 0.4), f"training (after run {before + 1})"
+        else:
+            reached = _wait_for(proc, lambda: log.read_text().count("scoring on held-out shapes") > scorings,
+                                timeout=300)
+            delay, phase = rng.uniform(0.0, 1.5), "scoring"
+        time.sleep(delay)
+        if not reached or proc.poll() is not None:
+            pytest.fail(f"reproduce ended before kill {kill + 1} ({phase}):\n{log.read_text()[-3000:]}")
         _kill(proc)
+        phases.append(phase)
         for ckpt, files in _finished_runs(out).items():
             assert seen.setdefault(ckpt, files) == files, f"{ckpt} was rewritten after it had finished"
-    assert len(seen) >= 1
+    assert len(phases) == KILLS and any(p.startswith("training") for p in phases), phases
     proc = _start([*REPRODUCE, "--out", str(out)], log)
     assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
     assert ref.wait(timeout=300) == 0, (tmp_path / "ref.log").read_text()[-3000:]
 
     final = _finished_runs(out)
-    assert len(final) == 2 == len(_finished_runs(ref_out))
+    assert len(final) == RUNS == len(_finished_runs(ref_out))
     for ckpt, files in seen.items():  # nothing finished was redone: same bytes, same mtimes
         assert final[ckpt] == files, f"{ckpt} was trained again after the kill"
     _all_checkpoints_load(out)
