@@ -112,7 +112,13 @@ def test_list_profiles_and_bad_models():
     res = runner.invoke(main, ["reproduce", "--list-profiles"])
     assert res.exit_code == 0 and "cpu" in res.output and "report" in res.output and "tiny" in res.output
     res = runner.invoke(main, ["reproduce", "--models", "m3..m1"])
-    assert res.exit_code == 2
+    assert res.exit_code == 2 and "ranges run forward" in res.output
+    res = runner.invoke(main, ["reproduce", "--models", "m1,m9", "--out", "never-made"])
+    assert res.exit_code == 2 and "unknown run 'm9'" in res.output and "m8-study" in res.output
+    for bad in ("a,b", "-1", ","):
+        res = runner.invoke(main, ["reproduce", "--seeds", bad, "--out", "never-made"])
+        assert res.exit_code == 2 and "--seeds" in res.output and "0,1,2" in res.output
+    assert not Path("never-made").exists()
 
 
 def test_data_make_writes_the_original_layout(tmp_path):
