@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..polycolor_core.runtime.atomic import atomic_file, write_text_atomic
-from .schema import METRIC_KEYS, METRICS, REFERENCE_NAME, ModelResult
+from .schema import METRIC_KEYS, METRICS, REFERENCE_NAME, TABLE_KEYS, ModelResult
 
 __all__ = [
     "format_metric", "format_params", "format_rate", "TABLE_COLUMNS", "table_rows", "family_rows",
@@ -67,7 +67,7 @@ def _status(r: ModelResult) -> str:
     return r.status
 
 
-TABLE_COLUMNS = ("Rank", "Model", *(METRICS[k].label for k in METRIC_KEYS), "Params", "img/s",
+TABLE_COLUMNS = ("Rank", "Model", *(METRICS[k].label for k in TABLE_KEYS), "Params", "img/s",
                  "Text encoder", "LPIPS in training", "Status")
 """Headers of the main table (terminal and markdown), in order; ``table_rows`` yields cells in this order."""
 
@@ -79,7 +79,7 @@ def table_rows(lb: Leaderboard) -> list[list[str]]:
         out.append([
             str(r.rank) if r.rank is not None else "ref",
             r.name,
-            *(format_metric(k, r.metrics.get(k), lb.lpips.cell) for k in METRIC_KEYS),
+            *(format_metric(k, r.metrics.get(k), lb.lpips.cell) for k in TABLE_KEYS),
             format_params(r.params),
             format_rate(r.images_per_s),
             r.text_encoder or DASH,
@@ -89,7 +89,7 @@ def table_rows(lb: Leaderboard) -> list[list[str]]:
     return out
 
 
-FAMILY_COLUMNS = ("Family", "n", "Model", *(METRICS[k].label for k in METRIC_KEYS))
+FAMILY_COLUMNS = ("Family", "n", "Model", *(METRICS[k].label for k in TABLE_KEYS))
 
 
 def family_rows(lb: Leaderboard) -> list[list[str]]:
@@ -102,7 +102,7 @@ def family_rows(lb: Leaderboard) -> list[list[str]]:
             if m is None:
                 continue
             out.append([f, str(m.get("n", "")), r.name,
-                        *(format_metric(k, m.get(k), lb.lpips.cell) for k in METRIC_KEYS)])
+                        *(format_metric(k, m.get(k), lb.lpips.cell) for k in TABLE_KEYS)])
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 __all__ = [
-    "REFERENCE_NAME", "SCHEMA", "MetricInfo", "METRICS", "METRIC_KEYS", "SORT_KEYS", "DEFAULT_SORT", "ProgressFn",
+    "REFERENCE_NAME", "SCHEMA", "MetricInfo", "METRICS", "METRIC_KEYS", "TABLE_KEYS", "SORT_KEYS", "DEFAULT_SORT", "ProgressFn",
     "LpipsInfo", "ModelResult", "jsonable",
 ]
 
@@ -31,6 +31,7 @@ class MetricInfo:
     higher_is_better: bool
     fmt: str  # format spec for one value
     description: str
+    in_table: bool = True  # False: in JSON/CSV and the claims table, not a column of the (already wide) leaderboard
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -41,7 +42,8 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("de_polygon", "ΔE00 poly", False, ".2f", "mean CIEDE2000 over the true polygon, lower is better"),
         MetricInfo("de_image", "ΔE00 img", False, ".2f", "mean CIEDE2000 over the whole image, lower is better"),
         MetricInfo("de_edge", "ΔE00 edge", False, ".2f",
-                   "mean CIEDE2000 within 1 px of the true polygon's boundary (edge sharpness), lower is better"),
+                   "mean CIEDE2000 within 1 px of the true polygon's boundary (edge sharpness), lower is better",
+                   in_table=False),
         MetricInfo("iou", "IoU", True, ".3f", "IoU of predicted vs true polygon mask, higher is better"),
         MetricInfo("psnr", "PSNR", True, ".2f", "PSNR in dB (capped at 100), higher is better"),
         MetricInfo("bg_changed", "bg chg %", False, ".1f",
@@ -49,6 +51,7 @@ METRICS: dict[str, MetricInfo] = {
     )
 }
 METRIC_KEYS = tuple(METRICS)
+TABLE_KEYS = tuple(k for k, m in METRICS.items() if m.in_table)  # the leaderboard tables' metric columns
 SORT_KEYS = (*METRIC_KEYS, "images_per_s")
 DEFAULT_SORT = "de_polygon"
 

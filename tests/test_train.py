@@ -100,7 +100,11 @@ def test_training_applies_the_ssim_ramp(tmp_path):
 def test_profile_gives_one_variant_its_own_settings():
     assert config_from_profile("m8", "cpu").image_size == 64
     assert config_from_profile("m8", "cpu").size_schedule == ((32, 0.72),)
-    assert config_from_profile("m8", "cpu").samples_per_epoch == 200 and config_from_profile("m3", "cpu").samples_per_epoch == 48
+    assert config_from_profile("m8", "cpu").samples_per_epoch == 200 and config_from_profile("m3", "cpu").samples_per_epoch == 800
+    assert config_from_profile("m3", "demo").samples_per_epoch == 48  # the 10-minute tour that ranks nothing
+    study_m8 = config_from_profile("m8-study", "cpu")  # the study's m8: the ablation's data, schedule, conditioning
+    assert (study_m8.variant, study_m8.samples_per_epoch, study_m8.conditioning, study_m8.image_size) == ("m8", 800, "text", 32)
+    assert config_from_profile("m4-nodark", "cpu").data == "synthetic:canonical+pose+shapes"
     assert config_from_profile("m7", "cpu").image_size == 32 and config_from_profile("m7", "cpu").size_schedule == ()
     assert config_from_profile("m8", "cpu", image_size=112).image_size == 112  # explicit settings still win
     assert config_from_profile("m5", "cpu").lr == 5e-4 and config_from_profile("m4", "cpu").lr == 1e-3
@@ -232,7 +236,7 @@ def test_corrupt_weights_error(tmp_path):
 def test_corrupt_config_error(tmp_path):
     make_ckpt(tmp_path / "ck")
     (tmp_path / "ck" / "config.json").write_text("{not json")
-    with pytest.raises(ck.CheckpointError, match="not valid JSON"):
+    with pytest.raises(ck.CheckpointError, match="not valid (UTF-8 )?JSON"):
         ck.load_checkpoint(tmp_path / "ck")
 
 

@@ -120,7 +120,7 @@ PROFILES: dict[str, Profile] = {
         "tiny",
         "test-sized models for a few steps at 32 px (the test suite; not a real model)",
         dict(image_size=32, batch_size=4, lr=3e-3, epochs=1, samples_per_epoch=8, precision="auto", lpips="drop",
-             data="synthetic:canonical+dark", text_encoder="test-tiny-random", tiny_model=True, val_samples=4,
+             data="synthetic:canonical", text_encoder="test-tiny-random", tiny_model=True, val_samples=4,
              conditioning="text"),
         eval_n=8,
         ranks=False,
