@@ -365,7 +365,7 @@ def _run_reproduce(profile, out, runs, eval_n, eval_size, jobs, text_encoder, pr
             train_seconds.update(s2)
             sweep_boards = _boards({s: [j for j in splan if j.seed == s] for s in seeds}, data, extra2, jobs,
                                    profile, outputs)
-            results = judge_claims(raw_scores(sweep_boards), data.families, _loss_spread(splan + plan),
+            results = judge_claims(raw_scores(sweep_boards), data.families, _loss_spread(splan),
                                    claims=[c.claim for c in failing])
             for c, r in zip(failing, results):  # the same pair as at 1x (claim 7: the 1x runner-up)
                 sweep_claims[c.claim.id] = r if (r.better, r.worse) == (c.better, c.worse) else judge_claims(
