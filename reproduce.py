@@ -352,31 +352,6 @@ def _run_reproduce(profile, out, runs, eval_n, eval_size, jobs, text_encoder, pr
     boards = _boards({s: [j for j in plan if j.seed == s] for s in seeds}, data, extra, jobs, profile, outputs)
     claims = judge_claims(raw_scores(boards), data.families, _loss_spread(plan))
 
-    sweep_claims, sweep_png, sweep_boards = {}, None, {}
-    if sweep:
-        failing = [c for c in claims if c.verdict == DOES_NOT_HOLD]
-        pair_runs = list(dict.fromkeys(r for c in failing for r in (c.better, c.worse)))
-        if pair_runs:
-            console.print(f"budget sweep: {', '.join(pair_runs)} at {SWEEP_SCALE}x the steps for claims "
-                          f"{', '.join(str(c.claim.id) for c in failing)}")
-            splan = plan_runs(runs_dir, pair_runs, seeds, SWEEP_SCALE)
-            t2, _, s2, extra2 = train_all(splan, profile, jobs, followups, overrides)
-            trained += t2
-            train_seconds.update(s2)
-            sweep_boards = _boards({s: [j for j in splan if j.seed == s] for s in seeds}, data, extra2, jobs,
-                                   profile, outputs)
-            results = judge_claims(raw_scores(sweep_boards), data.families, _loss_spread(splan),
-                                   claims=[c.claim for c in failing])
-            for c, r in zip(failing, results):  # the same pair as at 1x (claim 7: the 1x runner-up)
-                sweep_claims[c.claim.id] = r if (r.better, r.worse) == (c.better, c.worse) else judge_claims(
-                    raw_scores(sweep_boards), data.families, claims=[dataclasses.replace(c.claim, worse=c.worse)])[0]
-            images = {(j.run, j.scale): training_images(j.config(profile, overrides)) for j in plan + splan}
-
-            sweep_png = plot_budget_sweep(claims, sweep_claims, raw_scores(boards), raw_scores(sweep_boards), images,
-                                          out / "budget_sweep.png", data.families)
-        else:
-            console.print("budget sweep: every claim holds or cannot be tested here; nothing to sweep")
-
     everyday = next((j for j in plan if j.run == EVERYDAY), None)
     everyday_board = None
     if everyday is not None and is_finished(everyday.folder):
@@ -395,9 +370,40 @@ def _run_reproduce(profile, out, runs, eval_n, eval_size, jobs, text_encoder, pr
     render_terminal(first, console, by_family=True, written=written)
     curves = plot_loss_curves([j for j in plan if j.seed == seeds[0]], out / "loss_curves.png")
     notes = deviations(runs_dir / f"seed{seeds[0]}", runs, profile)
-    report = write_report(out, profile, plan, seeds, boards, claims, curves, notes, train_seconds,
-                          time.perf_counter() - t0, colour_table, everyday_board, sweep_claims, sweep_png,
-                          sweep_boards)
+
+    def report_now(sweep_claims=None, sweep_png=None, sweep_boards=None, pending=()) -> Path:
+        return write_report(out, profile, plan, seeds, boards, claims, curves, notes, train_seconds,
+                            time.perf_counter() - t0, colour_table, everyday_board, sweep_claims, sweep_png,
+                            sweep_boards, sweep_pending=pending)
+
+    failing = [c for c in claims if c.verdict == DOES_NOT_HOLD] if sweep else []
+    # the claims and the leaderboard now, not hours later after a budget sweep (rewritten when the sweep ends)
+    report = report_now(pending=[c.claim.id for c in failing])
+    sweep_claims: dict = {}
+    if sweep:
+        pair_runs = list(dict.fromkeys(r for c in failing for r in (c.better, c.worse)))
+        if pair_runs:
+            console.print(f"report so far: {report}; budget sweep: {', '.join(pair_runs)} at {SWEEP_SCALE}x the "
+                          f"steps for claims {', '.join(str(c.claim.id) for c in failing)}")
+            splan = plan_runs(runs_dir, pair_runs, seeds, SWEEP_SCALE)
+            t2, _, s2, extra2 = train_all(splan, profile, jobs, followups, overrides)
+            trained += t2
+            train_seconds.update(s2)
+            sweep_boards = _boards({s: [j for j in splan if j.seed == s] for s in seeds}, data, extra2, jobs,
+                                   profile, outputs)
+            results = judge_claims(raw_scores(sweep_boards), data.families, _loss_spread(splan),
+                                   claims=[c.claim for c in failing])
+            for c, r in zip(failing, results):  # the same pair as at 1x (claim 7: the 1x runner-up)
+                sweep_claims[c.claim.id] = r if (r.better, r.worse) == (c.better, c.worse) else judge_claims(
+                    raw_scores(sweep_boards), data.families, claims=[dataclasses.replace(c.claim, worse=c.worse)])[0]
+            images = {(j.run, j.scale): training_images(j.config(profile, overrides)) for j in plan + splan}
+
+            png = plot_budget_sweep(claims, sweep_claims, raw_scores(boards), raw_scores(sweep_boards), images,
+                                    out / "budget_sweep.png", data.families)
+            report = report_now(sweep_claims, png, sweep_boards)
+        else:
+            console.print("budget sweep: every claim holds or cannot be tested here; nothing to sweep")
+
     complete = all(is_finished(j.folder) for j in plan) and all(b.ok for b in boards.values())
     for c in claims:
         console.print(f"claim {c.claim.id} ({c.claim.finding}): [bold]{c.verdict}[/]" +

@@ -167,9 +167,10 @@ def _claims_intro(prof, seeds: list[int]) -> list[str]:
 def write_report(out: Path, profile: str, plan, seeds: list[int], boards: dict, claims, curves: Path | None,
                  notes: list[str], train_seconds: dict[str, float], seconds: float, colours: dict | None = None,
                  everyday_board=None, sweep_claims: dict | None = None, sweep_png: Path | None = None,
-                 sweep_boards: dict | None = None) -> Path:
+                 sweep_boards: dict | None = None, sweep_pending=()) -> Path:
     """report.md (claims table and leaderboard first) and report.json. ``plan``: the ``RunJob``s; ``boards``:
-    {seed: Leaderboard}; ``claims``: ``ClaimResult``s; ``sweep_*``: the budget sweep's (empty without one)."""
+    {seed: Leaderboard}; ``claims``: ``ClaimResult``s; ``sweep_*``: the budget sweep's (empty without one);
+    ``sweep_pending``: the claims whose sweep is still training (the report is written again when it ends)."""
     from .eval.claims import claims_markdown
     from .eval.report import family_markdown_table, markdown_table
     from .eval.seeds import aggregate, family_seeds_markdown, seeds_markdown
@@ -197,6 +198,10 @@ def write_report(out: Path, profile: str, plan, seeds: list[int], boards: dict, 
         "",
         *([f"Budget sweep: the claims that did not hold, their two runs at 4x the steps (same seeds): "
            f"![budget sweep]({sweep_png.name})", ""] if sweep_png else []),
+        *([f"Budget sweep **still training** for claim{'s' if len(sweep_pending) > 1 else ''} "
+           f"{', '.join(map(str, sweep_pending))} (their two runs at 4x the steps, same seeds): this report is "
+           "written again with an \"at 4x steps\" column and the plot when it ends; an interrupted sweep continues "
+           "when the same command is rerun.", ""] if sweep_pending else []),
         f"## Leaderboard (held-out shapes, scored at {first.data.size or 128} px)",
         "",
         f"Data: {first.data.description}. Sorted by in-polygon CIEDE2000 (lower is better)"

@@ -271,6 +271,10 @@ def test_report_has_the_colour_table_for_wide_palette_models(tmp_path, checkpoin
     assert json.loads((tmp_path / "report.json").read_text())["colour_generalisation"]["sets"]["hex"] == 2
     assert "## Colours beyond the eight" not in write_report(tmp_path, "tiny", plan[:1], [0], {0: board}, [], None,
                                                              [], {}, 1.0, None).read_text()
+    # while a budget sweep trains, the report already stands and says which claims it is still sweeping
+    text = write_report(tmp_path, "tiny", plan[:1], [0], {0: board}, [], None, [], {}, 1.0, None,
+                        sweep_pending=[1, 8]).read_text()
+    assert "Budget sweep **still training** for claims 1, 8" in text
 
 
 def test_seeds_claims_and_sweep_through_the_cli(tmp_path):
