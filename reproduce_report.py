@@ -37,8 +37,10 @@ def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
             get_variant(run_variant(name)).loss)
         precision = info.precision if info is not None else None
         has_lpips = weights.get("lpips", 0) > 0 and not (info is not None and info.lpips_dropped)
+        # a checkpoint saved before lab_unit was a setting trained in raw LAB units (TrainConfig.from_dict)
+        lab_unit = t.get("lab_unit", 1.0 if info is not None else 100.0) if weights.get("colour", 0) > 0 else None
         notes += [f"{name}: {n}" for n in _setting_notes(t, has_ssim=weights.get("ssim", 0) > 0,
-                                                         precision=precision, has_lpips=has_lpips)]
+                                                         precision=precision, has_lpips=has_lpips, lab_unit=lab_unit)]
         if info is None:
             continue
         if info.lpips_dropped:
@@ -53,7 +55,7 @@ def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
 
 
 def _setting_notes(t: dict, has_ssim: bool = True, precision: str | None = None,
-                   has_lpips: bool = False) -> list[str]:
+                   has_lpips: bool = False, lab_unit: float | None = None) -> list[str]:
     """Deviations of one model's settings ``t`` from the study's (``PROFILES["report"]``)."""
     study = get_profile("report").train
     size, lr, batch = study["image_size"], study["lr"], study["batch_size"]
@@ -80,6 +82,9 @@ def _setting_notes(t: dict, has_ssim: bool = True, precision: str | None = None,
         film = " that also scales and shifts every UNet block (FiLM)" if t["conditioning"] == "text+rgb+film" else ""
         notes.append(f"conditioning {t['conditioning']}: the text embedding plus one token of the resolved RGB{film} "
                      "(the study: the text embedding only); it measured best on held-out colour names and hex codes.")
+    if lab_unit is not None and lab_unit != 100.0:
+        notes.append(f"the LAB colour term in units of {lab_unit:g} LAB step(s) (the study's runs here: 100, L's full "
+                     "range, the 0..1 scale of the other terms); the model was tuned and measured that way.")
     if t.get("data", study["data"]) != study["data"]:
         notes.append(f"training data {t['data']} (the study's ablation: {study['data']}).")
     if t.get("colours"):
@@ -220,8 +225,8 @@ def write_report(out: Path, profile: str, plan, seeds: list[int], boards: dict, 
         "## Setup",
         "",
         "Eight conditional UNets (diffusers `UNet2DConditionModel`, cross-attention on a frozen text embedding of "
-        "the colour name) trained with the composite loss (MSE + 0.5 LPIPS + 0.2 (1-SSIM) + 0.3 L1 in CIE-LAB, "
-        "per variant), AdamW (wd 1e-4), 10% linear warm-up then cosine decay, gradient clipping at 1.0, "
+        "the colour name) trained with the composite loss (MSE + 0.5 LPIPS + 0.2 (1-SSIM) + 0.3 L1 in CIE-LAB "
+        "divided by 100, so that all four terms share the 0..1 scale the weights presuppose; per variant), AdamW (wd 1e-4), 10% linear warm-up then cosine decay, gradient clipping at 1.0, "
         "paired flips/rotations. Training data: " + prof.train.get("data", "") + ".",
         "",
         "Profile settings: " + ", ".join(f"`{k}={v}`" for k, v in prof.train.items()) + ".",

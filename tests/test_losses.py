@@ -31,17 +31,42 @@ def test_terms_are_positive_for_different_images(pair, lpips_random):
     a, b = pair
     assert losses.mse_term(a, b) > 0
     assert losses.ssim_term(a, b) > 0.5  # random noise images are nearly uncorrelated
-    assert losses.colour_term(a, b) > 1
+    assert losses.colour_term(a, b) > 0.01
     assert losses.lpips_term(a, b, lpips_random) > 0
 
 
-def test_colour_term_is_in_lab_units():
+def test_colour_term_is_in_units_of_lab_unit():
     white = torch.ones(1, 3, 4, 4)
     red = torch.zeros(1, 3, 4, 4)
     red[:, 0] = 1
     # CIE-LAB (D65): white = (100, 0, 0), red = (53.24, 80.09, 67.20) -> mean |diff| over L, a, b
     expected = (100 - 53.24 + 80.09 + 67.20) / 3
-    assert losses.colour_term(white, red).item() == pytest.approx(expected, abs=0.05)
+    assert losses.colour_term(white, red, unit=1.0).item() == pytest.approx(expected, abs=0.05)
+    assert losses.colour_term(white, red).item() == pytest.approx(expected / 100, abs=5e-4)  # default: L's range
+
+
+def test_composite_loss_passes_its_lab_unit_to_the_colour_term(pair):
+    a, b = pair
+    weights = LossWeights(mse=0.0, lpips=0.0, ssim=0.0, colour=0.3)
+    raw, raw_parts = losses.composite_loss(a, b, weights, lab_unit=1.0)
+    unit, unit_parts = losses.composite_loss(a, b, weights)
+    assert raw_parts["colour"] == pytest.approx(100 * unit_parts["colour"], rel=1e-5)
+    assert raw.item() == pytest.approx(100 * unit.item(), rel=1e-5)
+
+
+def test_lab_unit_is_saved_and_old_checkpoints_read_as_raw_units():
+    import dataclasses
+
+    from polycolor.polycolor_core.training.trainconfig import TrainConfig
+
+    cfg = TrainConfig(variant="m4")
+    assert cfg.lab_unit == 100.0
+    saved = dataclasses.asdict(cfg)
+    assert TrainConfig.from_dict(saved).lab_unit == 100.0
+    del saved["lab_unit"]  # a train_config written before the setting existed trained in raw LAB units
+    assert TrainConfig.from_dict(saved).lab_unit == 1.0
+    with pytest.raises(ValueError, match="lab_unit must be > 0"):
+        TrainConfig(variant="m4", lab_unit=0.0)
 
 
 def test_mse_value():

@@ -314,3 +314,12 @@ def test_seeds_claims_and_sweep_through_the_cli(tmp_path):
     assert " ± " in first_screen and "![budget sweep](budget_sweep.png)" in first_screen
     rows = {r["name"]: r for r in report["leaderboard_mean_sd"]}
     assert rows["m4"]["seeds"] == [0, 1] and rows["m4"]["metrics"]["de_polygon"][2] == 2
+
+
+def test_a_lab_term_in_raw_units_is_a_deviation_only_for_models_with_the_colour_term():
+    import polycolor.reproduce_report as rr
+
+    t = {"image_size": 128, "lr": 1e-4, "batch_size": 16}
+    assert any("LAB colour term in units of 1 LAB step" in n for n in rr._setting_notes(t, lab_unit=1.0))
+    assert not any("LAB" in n for n in rr._setting_notes(t, lab_unit=100.0))  # the study runs' unit
+    assert not any("LAB" in n for n in rr._setting_notes(t, lab_unit=None))  # m1-m3: no colour term

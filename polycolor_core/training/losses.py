@@ -1,5 +1,8 @@
 """The study's composite loss: MSE + 0.5 LPIPS + 0.2 (1 - SSIM) + 0.3 L1 in CIE-LAB.
 
+The LAB term is divided by ``lab_unit`` (``TrainConfig.lab_unit``, 100 by default: L's full range), which puts it
+on the 0..1 scale of the other terms that the study's weights presuppose; ``lab_unit=1`` is raw LAB units.
+
 One function per term; ``composite_loss`` combines them with a ``LossWeights`` and returns the parts so each
 can be logged. All image tensors are [B,3,H,W] in 0..1.
 
@@ -46,9 +49,9 @@ def rgb_to_lab(images: torch.Tensor) -> torch.Tensor:
     return _rgb_to_lab(images.clamp(0, 1).float())
 
 
-def colour_term(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference in CIE-LAB units (so 1.0 ≈ one just-noticeable step)."""
-    return (rgb_to_lab(pred) - rgb_to_lab(target)).abs().mean()
+def colour_term(pred: torch.Tensor, target: torch.Tensor, unit: float = 100.0) -> torch.Tensor:
+    """Mean absolute CIE-LAB difference in units of ``unit`` LAB steps (100: L's full range; 1: raw LAB units)."""
+    return (rgb_to_lab(pred) - rgb_to_lab(target)).abs().mean() / unit
 
 
 def composite_loss(
@@ -56,10 +59,11 @@ def composite_loss(
     target: torch.Tensor,
     weights: LossWeights,
     lpips_net: torch.nn.Module | None = None,
+    lab_unit: float = 100.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the active terms; returns ``(total, {"mse": .., "lpips": .., "ssim": .., "colour": ..})``.
 
-    A term with weight 0 is skipped (not computed). LPIPS with weight > 0 needs ``lpips_net``.
+    ``lab_unit``: the colour term's unit (:func:`colour_term`). A term with weight 0 is skipped (not computed). LPIPS with weight > 0 needs ``lpips_net``.
     """
     parts: dict[str, torch.Tensor] = {}
     if weights.mse > 0:
@@ -71,6 +75,6 @@ def composite_loss(
     if weights.ssim > 0:
         parts["ssim"] = ssim_term(pred, target)
     if weights.colour > 0:
-        parts["colour"] = colour_term(pred, target)
+        parts["colour"] = colour_term(pred, target, lab_unit)
     total = sum(getattr(weights, k) * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -16,10 +16,11 @@ then the run's own, then the profile's overrides for that run name (:func:`run_s
               Measured (issue 24, one process, one thread, 96 held-out images, raw output, all families, in-polygon
               dE00): m1 12.56 after 250 steps -> 5.36 after 1000; m3 10.65 -> 4.95; m4 21.36 -> 4.69. At 250 steps
               the ablation sits on its plateau and ranks noise; at 1000 the study's order appears.
-              This schedule, seed 0, from a fresh clone on a 2-core Xeon without native bf16 (fp32), 44.5 min: raw
-              in-polygon dE00 m1 5.08, m2 5.52, m3 5.12, m4 7.61, m5 3.38, m6 3.32, m7 2.98, m8-study 2.78,
-              m4-nodark 4.64 (m4's LAB-L1 term, in raw LAB units, dominates its loss on the dark noisy backgrounds:
-              loss 1.49 vs m4-nodark's 0.20 after 1000 steps).
+              This schedule, seed 0, from a fresh clone on a 2-core Xeon without native bf16 (fp32), 44.5 min, with
+              the LAB term in raw units: raw in-polygon dE00 m1 5.08, m2 5.52, m3 5.12, m4 7.61, m5 3.38, m6 3.32,
+              m7 2.98, m8-study 2.78, m4-nodark 4.64. In raw units m4's LAB term outweighed the rest ~100x and
+              m4 collapsed on the dark family (dE00 22.2, IoU 0.61); with ``lab_unit=100`` (trainconfig.py) m4
+              scores 4.39 / 4.52 (seeds 0, 1).
               m8-everyday: 750 steps (the study's 15 epochs of 200 pairs), 72% at 32 px and the rest at 64 px, on
               every data family (dark drawn twice), on canonical+xkcd+hex colours with the RGB token and FiLM.
 - ``demo``    the 10-minute tour (stop 11 to 23's default): the same runs at 48 pairs per epoch (60-180 steps). **It
@@ -65,9 +66,11 @@ EVERYDAY = "m8-everyday"
 """The model ``polycolor reproduce`` leaves behind for everyday use (trained for the first seed only)."""
 STUDY_RUNS = ABLATION + CONTROLS + (EVERYDAY,)
 
-# The everyday m8 (also what `polycolor train m8 --profile cpu|demo` trains): see the module docstring.
-_EVERYDAY_CPU = dict(variant="m8", image_size=64, size_schedule=((32, 0.72),), samples_per_epoch=200,
-                     data=M8_DATA_MIX, colours="canonical+xkcd+hex", conditioning="text+rgb+film")
+# The everyday m8 (also what `polycolor train m8 --profile cpu|demo` trains): see the module docstring. Its
+# settings and every number measured on it (the table above, the README's) are with the LAB term in raw units, so it
+# keeps them (lab_unit=1) until it is measured again with the study runs' unit.
+_EVERYDAY = dict(data=M8_DATA_MIX, colours="canonical+xkcd+hex", conditioning="text+rgb+film", lab_unit=1.0)
+_EVERYDAY_CPU = dict(variant="m8", image_size=64, size_schedule=((32, 0.72),), samples_per_epoch=200, **_EVERYDAY)
 # What every profile's runs add on top of the profile: their variant and, for the control, its data.
 RUNS: dict[str, dict] = {"m8-study": dict(variant="m8"), "m4-nodark": dict(variant="m4", drop_family="dark"),
                          EVERYDAY: dict(variant="m8")}
@@ -113,7 +116,7 @@ PROFILES: dict[str, Profile] = {
         "generated pairs, LPIPS required (GPU)",
         dict(image_size=128, batch_size=16, lr=1e-4, epoch_scale=1.0, samples_per_epoch=4096, precision="fp32",
              lpips="require", data=DATA_MIX, text_encoder="clip-vit-b32", conditioning="text"),
-        variants={EVERYDAY: dict(data=M8_DATA_MIX, colours="canonical+xkcd+hex", conditioning="text+rgb+film")},
+        variants={EVERYDAY: _EVERYDAY},
         eval_n=384,
     ),
     "tiny": Profile(

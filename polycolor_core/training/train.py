@@ -154,8 +154,8 @@ def decide_precision(cfg: TrainConfig, variant, model, encoder, weights, lpips_n
         emb = condition(model, encoder(["red"]).to(device), ["red"])  # [1,L(+1),D]
         key = cost_key(str(device), variant.to_dict() | {"conditioning": cfg.conditioning}, emb.shape[1:], shares,
                        cfg.batch_size, lpips_net is not None)
-        timer = StepTimer(model, lambda pred, y: composite_loss(pred, y, weights, lpips_net)[0], emb, shares,
-                          cfg.batch_size, cfg.grad_clip, device)
+        timer = StepTimer(model, lambda pred, y: composite_loss(pred, y, weights, lpips_net, cfg.lab_unit)[0], emb,
+                          shares, cfg.batch_size, cfg.grad_clip, device)
         choice = choose(cfg.precision, str(device), variant.name, key, timer)
     if world > 1:
         box = [choice]
@@ -287,7 +287,7 @@ def _train(cfg: TrainConfig, resume: bool, progress, stop_after_steps: int | Non
             pred = model(x, emb)
         step_weights = loss_weights_at(weights, step, total_steps, cfg.ssim_warmup_frac,
                                        cfg.lpips_warmup_frac)  # SSIM/LPIPS curriculum
-        loss, parts = composite_loss(pred.float(), y, step_weights, lpips_net)
+        loss, parts = composite_loss(pred.float(), y, step_weights, lpips_net, cfg.lab_unit)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # clip at 1.0
