@@ -17,6 +17,7 @@ folder trains only the new seeds.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -159,6 +160,23 @@ class _QueueProgress:
         self.queue.put(("remove", self.name, None, None, ""))
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: a worker ends when reproduce does, however it ends (``kill``, SIGKILL, a closed terminal).
+
+    Otherwise an orphaned worker trains on, holding its run's folder lock, and the rerun stops at that lock. Linux
+    asks the kernel for SIGTERM on the parent's death (``prctl(PR_SET_PDEATHSIG)``); a killed worker loses at most
+    the epoch in progress (checkpoints are written atomically). Elsewhere orphans end at their next pool message.
+    """
+    import signal
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request was in place
+        os._exit(1)
+
+
 def _train_worker(job: RunJob, profile: str, threads: int, queue, overrides=None) -> tuple[str, float]:
     """One run in a worker process; its prints (LPIPS notes, hub probes) go to RUN/train.log."""
     import contextlib
@@ -176,12 +194,16 @@ def _train_in_workers(todo, skipped, profile, jobs, threads, progress, overall, 
     import multiprocessing as mp
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing.managers import SyncManager
 
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch thread pools
     order = sorted(todo, key=lambda j: -estimated_cost(j, profile, overrides))  # longest first: the last to end is short
     seconds: dict[str, float] = {}
     bars: dict[str, int] = {}
-    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    manager = SyncManager(ctx=ctx)  # the progress queue's server: a process too, so it also dies with reproduce
+    manager.start(_die_with_parent, (os.getpid(),))
+    with manager, ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         q = manager.Queue()
         pending = {pool.submit(_train_worker, j, profile, threads, q, overrides) for j in order}
         by_key = {j.key: j for j in todo + skipped}

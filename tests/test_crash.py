@@ -232,3 +232,35 @@ def test_reproduce_killed_ten_times_and_rerun_redoes_nothing_finished(tmp_path):
     got = _untimed(json.loads((out / "report.json").read_text()), out)
     want = _untimed(json.loads((ref_out / "report.json").read_text()), ref_out)
     assert got == want
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its reaper counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_killing_reproduce_alone_ends_its_training_worker(tmp_path):
+    """SIGKILL to reproduce's own pid (not its process group): the worker training a run ends with it, so the rerun
+    is not stopped by a lock an orphan holds, and it finishes the run."""
+    out, log = tmp_path / "rep", tmp_path / "rep.log"
+    lock = out / "runs" / "seed0" / "m1" / ".polycolor.lock"
+    args = ["reproduce", "--profile", "tiny", "--models", "m1,m2", "--jobs", "2", "--out", str(out)]
+    # two runs, two worker processes; m1's worker sleeps inside its first checkpoint write, holding the run's lock
+    proc = _start(args, log, POLYCOLOR_TEST_CHECKPOINT_PAUSE="write:120")
+    assert _wait_for(proc, lambda: (out / "runs" / "seed0" / "m1" / "checkpoint.tmp").exists(), timeout=180), \
+        log.read_text()[-3000:]
+    worker = json.loads(lock.read_text())["pid"]
+    assert worker != proc.pid and _alive(worker)
+    _kill(proc)
+    end = time.monotonic() + 30
+    while _alive(worker) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not _alive(worker), "the training worker outlived reproduce"
+    proc = _start(args, log)
+    assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    for run in ("m1", "m2"):
+        assert (out / "runs" / "seed0" / run / "checkpoint" / "model.safetensors").exists()
