@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _torchrun import torchrun_cli
 
 from polycolor.polycolor_core.runtime.folderlock import LOCK_NAME, FolderLockedError, folder_lock
 
@@ -103,12 +104,6 @@ def test_train_infer_and_reproduce_refuse_a_second_writer(tmp_path, holder, tiny
     assert sorted(p.name for p in rep.iterdir()) == [LOCK_NAME]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "infer"])
 def test_a_torchrun_job_at_a_held_folder_stops_every_rank_and_writes_nothing(tmp_path, holder, tiny_checkpoint,
@@ -128,8 +123,7 @@ def test_a_torchrun_job_at_a_held_folder_stops_every_rank_and_writes_nothing(tmp
             Image.new("RGB", (32, 32), "white").save(data / f"{i}.png")
         args = ["infer", str(tiny_checkpoint), "--data", str(data), "--out", str(out), "--colour", "cyan",
                 "--backend", "torch", "--threads", "1"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "polycolor.cli", *args]
+    cmd = torchrun_cli(*args)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "POLYCOLOR_AUTOTUNE": "0"}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from _torchrun import torchrun_cli
 
 from polycolor.export.infer import colorize_dataset
 from polycolor.export.outputs import MANIFEST_FILE, PARTS_DIR
@@ -78,20 +79,12 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "POLYCOLOR_AUTOTUNE": "0"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_torchrun_two_ranks_match_one_process(models, data, reference, tmp_path):
     out = tmp_path / "out"
 
     def torchrun():
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), "-m", "polycolor.cli", "infer", str(models[0]), "--data",
-               str(data), "--out", str(out), *CLI]
+        cmd = torchrun_cli("infer", str(models[0]), "--data", str(data), "--out", str(out), *CLI)
         return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
 
     proc = torchrun()
