@@ -8,7 +8,7 @@ backgrounds work); and **m8-everyday**, the model the run leaves behind for dail
 the same: every family, the wide palette, RGB token + FiLM). Each run's settings: the profile's shared ``train``,
 then the run's own, then the profile's overrides for that run name (:func:`run_settings`).
 
-- ``cpu``     the default: the study reproduced on 2 CPU cores (44.5 min on a 2-core Xeon without native bf16). m1-m7 and
+- ``cpu``     the default: the study reproduced on 2 CPU cores (38.6 min on a 2-core Xeon without native bf16). m1-m7 and
               m8-study get 800 generated pairs per epoch (batch 4: 200 steps per epoch; the study's 5/10/15 epochs
               are 1000/2000/3000 steps) at 32 px, lr 1e-3 (m5, twice as wide and deep: 5e-4), SSIM and LPIPS ramped
               in over the first half, precision ``auto`` (per model the faster of fp32 and native bf16, timed once
@@ -19,8 +19,9 @@ then the run's own, then the profile's overrides for that run name (:func:`run_s
               This schedule, seed 0, from a fresh clone on a 2-core Xeon without native bf16 (fp32), 44.5 min, with
               the LAB term in raw units: raw in-polygon dE00 m1 5.08, m2 5.52, m3 5.12, m4 7.61, m5 3.38, m6 3.32,
               m7 2.98, m8-study 2.78, m4-nodark 4.64. In raw units m4's LAB term outweighed the rest ~100x and
-              m4 collapsed on the dark family (dE00 22.2, IoU 0.61); with ``lab_unit=100`` (trainconfig.py) m4
-              scores 4.39 / 4.52 (seeds 0, 1).
+              m4 collapsed on the dark family (dE00 22.2, IoU 0.61). With ``lab_unit=100`` (trainconfig.py), from a
+              fresh clone at a1c9f89, same Xeon, 38.6 min: m1 5.08, m2 5.52, m3 5.12 (bit-identical: no LAB term),
+              m4 4.39, m5 3.28, m6 3.88, m7 3.33, m8-study 2.85, m4-nodark 7.09 (dark: m4 8.55, m4-nodark 19.9).
               m8-everyday: 750 steps (the study's 15 epochs of 200 pairs), 72% at 32 px and the rest at 64 px, on
               every data family (dark drawn twice), on canonical+xkcd+hex colours with the RGB token and FiLM.
 - ``demo``    the 10-minute tour (stop 11 to 23's default): the same runs at 48 pairs per epoch (60-180 steps). **It
