@@ -20,7 +20,7 @@ then the run's own, then the profile's overrides for that run name (:func:`run_s
               the LAB term in raw units: raw in-polygon dE00 m1 5.08, m2 5.52, m3 5.12, m4 7.61, m5 3.38, m6 3.32,
               m7 2.98, m8-study 2.78, m4-nodark 4.64. In raw units m4's LAB term outweighed the rest ~100x and
               m4 collapsed on the dark family (dE00 22.2, IoU 0.61). With ``lab_unit=100`` (trainconfig.py), from a
-              fresh clone at a1c9f89, same Xeon, 38.6 min: m1 5.08, m2 5.52, m3 5.12 (bit-identical: no LAB term),
+              fresh clone at 24dc503, same Xeon, 38.6 min: m1 5.08, m2 5.52, m3 5.12 (bit-identical: no LAB term),
               m4 4.39, m5 3.28, m6 3.88, m7 3.33, m8-study 2.85, m4-nodark 7.09 (dark: m4 8.55, m4-nodark 19.9).
               m8-everyday: 750 steps (the study's 15 epochs of 200 pairs), 72% at 32 px and the rest at 64 px, on
               every data family (dark drawn twice), on canonical+xkcd+hex colours with the RGB token and FiLM.
