@@ -15,7 +15,7 @@ from .eval.schema import jsonable
 
 from .polycolor_core.runtime.atomic import write_text_atomic
 from .polycolor_core.training.profiles import get_profile, profile_train_settings, run_variant
-from .polycolor_core.model.variants import get_variant
+from .polycolor_core.model.variants import LAB_UNIT, RAW_LAB_UNIT, get_variant
 from .reproduce_plots import read_metrics
 
 __all__ = ["deviations", "write_report"]
@@ -38,7 +38,7 @@ def deviations(runs: Path, models: list[str], profile: str) -> list[str]:
         precision = info.precision if info is not None else None
         has_lpips = weights.get("lpips", 0) > 0 and not (info is not None and info.lpips_dropped)
         # a checkpoint saved before lab_unit was a setting trained in raw LAB units (TrainConfig.from_dict)
-        lab_unit = t.get("lab_unit", 1.0 if info is not None else 100.0) if weights.get("colour", 0) > 0 else None
+        lab_unit = t.get("lab_unit", RAW_LAB_UNIT if info is not None else LAB_UNIT) if weights.get("colour", 0) > 0 else None
         notes += [f"{name}: {n}" for n in _setting_notes(t, has_ssim=weights.get("ssim", 0) > 0,
                                                          precision=precision, has_lpips=has_lpips, lab_unit=lab_unit)]
         if info is None:
@@ -82,7 +82,7 @@ def _setting_notes(t: dict, has_ssim: bool = True, precision: str | None = None,
         film = " that also scales and shifts every UNet block (FiLM)" if t["conditioning"] == "text+rgb+film" else ""
         notes.append(f"conditioning {t['conditioning']}: the text embedding plus one token of the resolved RGB{film} "
                      "(the study: the text embedding only); it measured best on held-out colour names and hex codes.")
-    if lab_unit is not None and lab_unit != 100.0:
+    if lab_unit is not None and lab_unit != LAB_UNIT:
         notes.append(f"the LAB colour term in units of {lab_unit:g} LAB step(s) (the study's runs here: 100, L's full "
                      "range, the 0..1 scale of the other terms); the model was tuned and measured that way.")
     if t.get("data", study["data"]) != study["data"]:

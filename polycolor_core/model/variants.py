@@ -27,6 +27,11 @@ class LossWeights:
         return tuple(f.name for f in dataclasses.fields(self) if getattr(self, f.name) > 0)
 
 
+# The LAB-L1 term's unit (TrainConfig.lab_unit): mean |LAB difference| / 100, L's full range, so it shares the 0..1
+# scale of the other terms that the weights above presuppose. A train_config saved before the setting: raw units (1).
+LAB_UNIT = 100.0
+RAW_LAB_UNIT = 1.0
+
 MSE_ONLY = LossWeights(mse=1.0, lpips=0.0, ssim=0.0, colour=0.0)
 MSE_LPIPS = LossWeights(mse=1.0, lpips=0.5, ssim=0.0, colour=0.0)
 MSE_LPIPS_SSIM = LossWeights(mse=1.0, lpips=0.5, ssim=0.2, colour=0.0)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .lpips_loader import LpipsUnavailable, load_lpips, lpips_distance, lpips_help
-from ..model.variants import LossWeights
+from ..model.variants import LAB_UNIT, LossWeights
 
 __all__ = ["LpipsUnavailable", "load_lpips", "lpips_help", "mse_term", "lpips_term", "ssim_term", "rgb_to_lab",
            "colour_term", "composite_loss"]
@@ -49,7 +49,7 @@ def rgb_to_lab(images: torch.Tensor) -> torch.Tensor:
     return _rgb_to_lab(images.clamp(0, 1).float())
 
 
-def colour_term(pred: torch.Tensor, target: torch.Tensor, unit: float = 100.0) -> torch.Tensor:
+def colour_term(pred: torch.Tensor, target: torch.Tensor, unit: float = LAB_UNIT) -> torch.Tensor:
     """Mean absolute CIE-LAB difference in units of ``unit`` LAB steps (100: L's full range; 1: raw LAB units)."""
     return (rgb_to_lab(pred) - rgb_to_lab(target)).abs().mean() / unit
 
@@ -59,11 +59,12 @@ def composite_loss(
     target: torch.Tensor,
     weights: LossWeights,
     lpips_net: torch.nn.Module | None = None,
-    lab_unit: float = 100.0,
+    lab_unit: float = LAB_UNIT,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the active terms; returns ``(total, {"mse": .., "lpips": .., "ssim": .., "colour": ..})``.
 
-    ``lab_unit``: the colour term's unit (:func:`colour_term`). A term with weight 0 is skipped (not computed). LPIPS with weight > 0 needs ``lpips_net``.
+    A term with weight 0 is skipped (not computed). LPIPS with weight > 0 needs ``lpips_net``. ``lab_unit``: the
+    colour term's unit (:func:`colour_term`).
     """
     parts: dict[str, torch.Tensor] = {}
     if weights.mse > 0:

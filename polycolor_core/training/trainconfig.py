@@ -18,7 +18,7 @@ from ..colour.palettes import CONDITIONINGS, parse_palette
 from ..runtime.precision import PRECISIONS, check_precision
 from .profiles import get_profile, run_settings
 from ..model.textspec import check_template
-from ..model.variants import get_variant
+from ..model.variants import LAB_UNIT, RAW_LAB_UNIT, get_variant
 
 __all__ = ["TrainConfig", "config_from_profile", "parse_size_schedule"]
 
@@ -75,7 +75,7 @@ class TrainConfig:
     # collapses (cpu profile, 1000 steps, seed 0: in-polygon dE00 7.61 over all families, 22.2 on dark, IoU 0.61;
     # seeds 1-2: 5.62, 4.17). Divided by 100 it sits on the 0..1 scale of the other three terms: 4.39 and 4.52
     # (seeds 0, 1; dark 8.6 and 9.2, IoU 0.84), better than m3's 5.12, as the study says. Old checkpoints: 1.
-    lab_unit: float = _opt(100.0, "The LAB colour term is the mean |LAB difference| divided by this: 100 (L's "
+    lab_unit: float = _opt(LAB_UNIT, "The LAB colour term is the mean |LAB difference| divided by this: 100 (L's "
                                   "full range) puts it on the 0..1 scale of MSE, SSIM and LPIPS; 1 = raw LAB units, "
                                   "where it outweighs the other terms ~100x.")
     source_size: int = _opt(128, "Generated data are rendered at this size, then resized like inference inputs.")
@@ -151,7 +151,7 @@ class TrainConfig:
         d.setdefault("colours", "")  # saved before issue 16: the data spec's colours, text-only conditioning
         d.setdefault("conditioning", "text")
         d.setdefault("prompt_template", "{}")  # saved before the template: the bare name
-        d.setdefault("lab_unit", 1.0)  # saved before the unit was a setting: the LAB term was in raw units
+        d.setdefault("lab_unit", RAW_LAB_UNIT)  # saved before the unit was a setting: the LAB term was in raw units
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
