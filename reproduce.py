@@ -123,7 +123,11 @@ def plan_jobs(jobs: int | None, n_models: int, profile: str) -> tuple[int, int]:
     """
     import torch
 
-    cores = max(1, torch.get_num_threads())
+    from .export.ort_backend import physical_cores
+
+    # the machine's cores, not torch.get_num_threads(): scoring in this process sets that to 1 (process-wide), and a
+    # later train_all (the budget sweep) then trained one run at a time on one core
+    cores = physical_cores()
     on_gpu = torch.cuda.is_available() and get_profile(profile).train.get("device", "auto") in ("auto", "cuda")
     if jobs is None:
         jobs = 1 if on_gpu else min(n_models, cores)

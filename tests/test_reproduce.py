@@ -152,9 +152,16 @@ def test_plan_jobs_and_longest_first_order():
     import torch
 
     import polycolor.reproduce as rep
+    from polycolor.export.ort_backend import physical_cores
 
-    cores = torch.get_num_threads()
+    cores = physical_cores()
     jobs, threads = rep.plan_jobs(None, 8, "cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # what scoring in reproduce's own process does, before the budget sweep trains
+    try:
+        assert rep.plan_jobs(None, 8, "cpu") == (jobs, threads)
+    finally:
+        torch.set_num_threads(before)
     if not torch.cuda.is_available():
         assert jobs == min(8, cores) and threads == max(1, cores // jobs)
     assert rep.plan_jobs(5, 2, "cpu")[0] == 2  # never more jobs than models
